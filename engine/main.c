@@ -1,0 +1,157 @@
+/*
+** main.c: the orch binary: one lua_State with the C modules preloaded as
+** orch.core.*, the Lua library on package.path, then orch.cli decides.
+*/
+#include <errno.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/stat.h>
+
+#include "orch.h"
+
+#define ORCH_MODULE(name) int luaopen_orch_core_##name (lua_State *L);
+#include "modules.h"
+#undef ORCH_MODULE
+
+static const luaL_Reg preloads[] = {
+#define ORCH_MODULE(name) {"orch.core." #name, luaopen_orch_core_##name},
+#include "modules.h"
+#undef ORCH_MODULE
+  {NULL, NULL}
+};
+
+static int is_file (const char *path) {
+  struct stat st;
+  return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+/*
+** Where the Lua library and providers live: beside an installed binary
+** (PREFIX/bin/orch -> PREFIX/share/orch), else the source tree this binary
+** was built from, else the configured install prefix.
+*/
+static void find_root (char *root, size_t size, char *exe, size_t exesize) {
+  char probe[PATH_MAX + 64];
+  ssize_t n = readlink("/proc/self/exe", exe, exesize - 1);
+  exe[n > 0 ? n : 0] = '\0';
+  if (n > 0) {
+    char dir[PATH_MAX];
+    char *slash;
+    snprintf(dir, sizeof dir, "%s", exe);
+    slash = strrchr(dir, '/');
+    if (slash) *slash = '\0';
+    snprintf(probe, sizeof probe, "%s/../share/orch/lua/orch/cli.lua", dir);
+    if (is_file(probe)) {
+      snprintf(probe, sizeof probe, "%s/../share/orch", dir);
+      if (realpath(probe, root)) return;
+    }
+  }
+  snprintf(probe, sizeof probe, "%s/lua/orch/cli.lua", ORCH_SOURCE_DIR);
+  snprintf(root, size, "%s", is_file(probe) ? ORCH_SOURCE_DIR : ORCH_DATA_DIR);
+}
+
+/* package.path = ORCH_PATH dirs, then ROOT/lua, then Lua's default. */
+static void set_path (lua_State *L, const char *root) {
+  luaL_Buffer b;
+  const char *extra = getenv("ORCH_PATH");
+  lua_getglobal(L, "package");                      /* [package] */
+  luaL_buffinit(L, &b);
+  while (extra && *extra) {
+    size_t len = strcspn(extra, ":");
+    if (len > 0) {
+      luaL_addlstring(&b, extra, len); luaL_addstring(&b, "/?.lua;");
+      luaL_addlstring(&b, extra, len); luaL_addstring(&b, "/?/init.lua;");
+    }
+    extra += len + (extra[len] == ':');
+  }
+  lua_pushfstring(L, "%s/lua/?.lua;%s/lua/?/init.lua;", root, root);
+  luaL_addvalue(&b);
+  lua_getfield(L, -2, "path");
+  luaL_addvalue(&b);
+  luaL_pushresult(&b);                              /* [package, path] */
+  lua_setfield(L, -2, "path");
+  lua_pop(L, 1);
+}
+
+/* orch.core.info: facts about this binary, for the Lua side. */
+static char info_root[PATH_MAX], info_exe[PATH_MAX];
+static int luaopen_info (lua_State *L) {
+  lua_createtable(L, 0, 3);
+  lua_pushstring(L, ORCH_VERSION); lua_setfield(L, -2, "version");
+  lua_pushstring(L, info_root); lua_setfield(L, -2, "root");
+  lua_pushstring(L, info_exe); lua_setfield(L, -2, "exe");
+  return 1;
+}
+
+static int msghandler (lua_State *L) {
+  const char *msg = lua_tostring(L, 1);
+  if (msg == NULL) msg = lua_pushfstring(L, "(error object is a %s value)",
+                                         luaL_typename(L, 1));
+  luaL_traceback(L, L, msg, 1);
+  return 1;
+}
+
+/* [] -> [code]: require("orch.cli").main(argv) */
+static int run_cli (lua_State *L) {
+  int argc = (int)lua_tointeger(L, 1);
+  char **argv = lua_touserdata(L, 2);
+  int i;
+  lua_getglobal(L, "require");
+  lua_pushliteral(L, "orch.cli");
+  lua_call(L, 1, 1);
+  lua_getfield(L, -1, "main");
+  lua_createtable(L, argc, 1);
+  for (i = 0; i < argc; i++) {
+    lua_pushstring(L, argv[i]);
+    lua_rawseti(L, -2, i);
+  }
+  lua_call(L, 1, 1);
+  return 1;
+}
+
+int main (int argc, char **argv) {
+  int status, code;
+  const luaL_Reg *m;
+  lua_State *L;
+  /* A child that closes its stdin early must not kill us on write. */
+  signal(SIGPIPE, SIG_IGN);
+  L = luaL_newstate();
+  if (L == NULL) {
+    fputs("orch: cannot create the Lua state: out of memory\n", stderr);
+    return 1;
+  }
+  /* A collector that never rests, to shake out missing anchors in C. */
+  if (getenv("ORCH_GC_STRESS")) lua_gc(L, LUA_GCINC, 0, 100, 0);
+  luaL_openlibs(L);
+  find_root(info_root, sizeof info_root, info_exe, sizeof info_exe);
+  set_path(L, info_root);
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
+  for (m = preloads; m->name; m++) {
+    lua_pushcfunction(L, m->func);
+    lua_setfield(L, -2, m->name);
+  }
+  lua_pushcfunction(L, luaopen_info);
+  lua_setfield(L, -2, "orch.core.info");
+  lua_pop(L, 1);
+
+  lua_pushcfunction(L, msghandler);
+  lua_pushcfunction(L, run_cli);
+  lua_pushinteger(L, argc);
+  lua_pushlightuserdata(L, argv);
+  status = lua_pcall(L, 2, 1, -4);
+  if (status != LUA_OK) {
+    /* orch.cli reports the user's errors itself: this is the engine's bug */
+    fprintf(stderr, "orch: internal error: %s\n", lua_tostring(L, -1));
+    code = 1;
+  } else {
+    code = lua_isinteger(L, -1) ? (int)lua_tointeger(L, -1)
+                                : (lua_toboolean(L, -1) ? 0 : 1);
+  }
+  lua_close(L);
+  orch_loop_shutdown();
+  return code;
+}

@@ -1,0 +1,528 @@
+/*
+** proc.c: orch.core.proc, child processes on the event loop: argv, env,
+** cwd, stdin data, captured or streamed output, and a timeout that kills
+** the whole process group.
+*/
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "orch.h"
+
+#define PROC_MT "orch.proc"
+#define READ_CHUNK 65536
+
+extern char **environ;
+
+typedef struct buffer { char *data; size_t len, cap, seen; } buffer;
+
+enum { NOT_WAITING, WAIT_EXIT, WAIT_READ };
+
+typedef struct proc {
+  orch_wait w;             /* first: the cancel hook casts back */
+  int waiting;
+  uv_process_t process;
+  uv_pipe_t out, err, in;
+  uv_timer_t timer;
+  uv_write_t write_req;
+  orch_child child;
+  int refs;                /* handles not yet closed + the Lua object */
+  int pgid;                /* outlives the leader: grandchildren */
+  int exited, out_open, err_open, timer_open;
+  int timed_out;
+  int64_t status;
+  int termsig;
+  double timeout, grace;
+  uint64_t started, ended; /* uv_hrtime */
+  buffer stdout_buf, stderr_buf;
+  char *input;             /* stdin data, until written */
+} proc;
+
+static void proc_release (proc *p) {
+  if (--p->refs > 0) return;
+  free(p->stdout_buf.data);
+  free(p->stderr_buf.data);
+  free(p->input);
+  free(p);
+}
+
+static void on_closed (uv_handle_t *h) {
+  proc_release(h->data);
+}
+
+static void close_once (uv_handle_t *h) {
+  if (!uv_is_closing(h)) uv_close(h, on_closed);
+}
+
+static int is_done (proc *p) {
+  return p->exited && !p->out_open && !p->err_open;
+}
+
+static void check_done (proc *p) {
+  if (!is_done(p)) return;
+  if (p->timer_open) { p->timer_open = 0; close_once((uv_handle_t *)&p->timer); }
+  if (p->waiting != NOT_WAITING) orch_wake(&p->w);
+}
+
+static void on_child_exit (uv_process_t *h, int64_t status, int termsig) {
+  proc *p = h->data;
+  p->exited = 1;
+  p->status = status;
+  p->termsig = termsig;
+  p->ended = uv_hrtime();
+  /* After a timeout the rest of the group goes too, pipes and all. */
+  if (p->timed_out) kill(-p->pgid, SIGKILL);
+  p->child.pid = 0;
+  orch_child_remove(&p->child);
+  close_once((uv_handle_t *)h);
+  check_done(p);
+}
+
+static void on_alloc (uv_handle_t *h, size_t hint, uv_buf_t *b) {
+  proc *p = h->data;
+  buffer *buf = (h == (uv_handle_t *)&p->out) ? &p->stdout_buf : &p->stderr_buf;
+  if (buf->cap - buf->len < READ_CHUNK) {
+    size_t cap = buf->cap ? buf->cap * 2 : READ_CHUNK;
+    char *data;
+    while (cap - buf->len < READ_CHUNK) cap *= 2;
+    data = realloc(buf->data, cap);
+    if (data == NULL) { b->base = NULL; b->len = 0; return; }  /* UV_ENOBUFS */
+    buf->data = data;
+    buf->cap = cap;
+  }
+  b->base = buf->data + buf->len;
+  b->len = buf->cap - buf->len;
+}
+
+static void on_read (uv_stream_t *s, ssize_t nread, const uv_buf_t *b) {
+  proc *p = s->data;
+  int is_out = (s == (uv_stream_t *)&p->out);
+  if (nread > 0) {
+    (is_out ? &p->stdout_buf : &p->stderr_buf)->len += nread;
+  } else if (nread < 0) {   /* EOF, or an error that ends the stream alike */
+    if (is_out) p->out_open = 0; else p->err_open = 0;
+    close_once((uv_handle_t *)s);
+  }
+  if (p->waiting == WAIT_READ && nread != 0) orch_wake(&p->w);
+  else check_done(p);
+}
+
+static void on_written (uv_write_t *req, int status) {
+  proc *p = req->data;
+  free(p->input);
+  p->input = NULL;
+  close_once((uv_handle_t *)&p->in);   /* EOF for the child's stdin */
+}
+
+/* Polite first (TERM), then KILL after the grace period. */
+static void on_timeout (uv_timer_t *t) {
+  proc *p = t->data;
+  if (!p->timed_out) {
+    p->timed_out = 1;
+    if (!p->exited) {
+      kill(-p->pgid, SIGTERM);
+      uv_timer_start(t, on_timeout, (uint64_t)(p->grace * 1000), 0);
+      return;
+    }
+  }
+  kill(-p->pgid, SIGKILL);
+  /* Exited but grandchildren hold the pipes: stop listening to them. */
+  if (p->out_open) { p->out_open = 0; close_once((uv_handle_t *)&p->out); }
+  if (p->err_open) { p->err_open = 0; close_once((uv_handle_t *)&p->err); }
+  check_done(p);
+}
+
+
+/* ---- spawning ---- */
+
+static proc *checkproc (lua_State *L) {
+  proc **box = luaL_checkudata(L, 1, PROC_MT);
+  luaL_argcheck(L, *box != NULL, 1, "process object is released");
+  return *box;
+}
+
+/*
+** Pops the string (or number) at the top into the keep table at index
+** keep, so that the returned chars outlive uv_spawn; NULL if not a string.
+*/
+static const char *keep_top (lua_State *L, int keep) {
+  const char *s;
+  if (!lua_isstring(L, -1)) return NULL;
+  s = lua_tostring(L, -1);
+  lua_rawseti(L, keep, luaL_len(L, keep) + 1);
+  return s;
+}
+
+/* [..] -> [.., array]: argv[i] from the table at idx (or sh -c). */
+static char **build_argv (lua_State *L, int opts, int keep) {
+  lua_Integer i, n;
+  char **argv;
+  lua_getfield(L, opts, "cmd");
+  if (!lua_isnil(L, -1)) {
+    if (lua_type(L, -1) != LUA_TSTRING)
+      luaL_error(L, "cmd must be a string, got %s", luaL_typename(L, -1));
+    argv = lua_newuserdatauv(L, sizeof(char *) * 4, 0);
+    lua_insert(L, -2);
+    argv[0] = "/bin/sh"; argv[1] = "-c";
+    argv[2] = (char *)keep_top(L, keep);
+    argv[3] = NULL;
+    return argv;
+  }
+  lua_pop(L, 1);
+  lua_getfield(L, opts, "argv");
+  if (!lua_istable(L, -1))
+    luaL_error(L, "proc.spawn needs argv (a list of strings) or cmd (a shell string)");
+  n = luaL_len(L, -1);
+  if (n < 1) luaL_error(L, "argv is empty");
+  argv = lua_newuserdatauv(L, sizeof(char *) * (n + 1), 0);  /* [.., t, a] */
+  for (i = 1; i <= n; i++) {
+    lua_geti(L, -2, i);
+    if ((argv[i - 1] = (char *)keep_top(L, keep)) == NULL)
+      luaL_error(L, "argv[%d] must be a string, got %s", (int)i, luaL_typename(L, -1));
+  }
+  argv[n] = NULL;
+  lua_remove(L, -2);
+  return argv;
+}
+
+/*
+** [..] -> [.., array]: the parent's environment (unless clear_env) with
+** the env table's entries added, or removed where they are false.
+*/
+static char **build_env (lua_State *L, int opts, int keep) {
+  int vars, n = 0, i;
+  char **env;
+  lua_newtable(L);                               /* [.., vars] */
+  vars = lua_gettop(L);
+  lua_getfield(L, opts, "clear_env");
+  if (!lua_toboolean(L, -1)) {
+    for (i = 0; environ[i]; i++) {
+      const char *eq = strchr(environ[i], '=');
+      if (eq == NULL) continue;
+      lua_pushlstring(L, environ[i], eq - environ[i]);
+      lua_pushstring(L, eq + 1);
+      lua_rawset(L, vars);
+    }
+  }
+  lua_pop(L, 1);
+  lua_getfield(L, opts, "env");
+  if (!lua_isnil(L, -1)) {
+    if (!lua_istable(L, -1)) luaL_error(L, "env must be a table");
+    lua_pushnil(L);
+    while (lua_next(L, -2)) {                    /* [.., vars, env, k, v] */
+      if (lua_type(L, -2) != LUA_TSTRING || strchr(lua_tostring(L, -2), '='))
+        luaL_error(L, "env: names must be strings without '='");
+      if (lua_isboolean(L, -1) && !lua_toboolean(L, -1)) {
+        lua_pop(L, 1);
+        lua_pushnil(L);
+      } else if (!lua_isstring(L, -1)) {
+        luaL_error(L, "env.%s must be a string, got %s", lua_tostring(L, -2),
+                   luaL_typename(L, -1));
+      }
+      lua_pushvalue(L, -2);
+      lua_insert(L, -2);                         /* [.., vars, env, k, k, v] */
+      lua_rawset(L, vars);
+    }
+  }
+  lua_pop(L, 1);                                 /* [.., vars] */
+  lua_pushnil(L);
+  while (lua_next(L, vars)) { n++; lua_pop(L, 1); }
+  env = lua_newuserdatauv(L, sizeof(char *) * (n + 1), 0);  /* [.., vars, a] */
+  i = 0;
+  lua_pushnil(L);
+  while (lua_next(L, vars)) {
+    lua_pushfstring(L, "%s=%s", lua_tostring(L, -2), lua_tostring(L, -1));
+    env[i++] = (char *)keep_top(L, keep);
+    lua_pop(L, 1);
+  }
+  env[i] = NULL;
+  lua_remove(L, vars);                           /* [.., a] */
+  return env;
+}
+
+static double opt_number (lua_State *L, int opts, const char *name, double dflt) {
+  double v;
+  lua_getfield(L, opts, name);
+  if (lua_isnil(L, -1)) v = dflt;
+  else if (lua_isnumber(L, -1)) v = lua_tonumber(L, -1);
+  else v = luaL_error(L, "%s must be a number, got %s", name, luaL_typename(L, -1));
+  lua_pop(L, 1);
+  return v;
+}
+
+static const char *opt_string (lua_State *L, int opts, const char *name, size_t *len) {
+  const char *s = NULL;
+  lua_getfield(L, opts, name);        /* left on the stack: keeps s alive */
+  if (!lua_isnil(L, -1)) {
+    if (lua_type(L, -1) != LUA_TSTRING)
+      luaL_error(L, "%s must be a string, got %s", name, luaL_typename(L, -1));
+    s = lua_tolstring(L, -1, len);
+  }
+  return s;
+}
+static void start_pipe (proc *p, uv_pipe_t *pipe) {
+  uv_pipe_init(orch_uv(), pipe, 0);
+  pipe->data = p;
+  p->refs++;
+}
+
+/*
+** proc.spawn{ argv = {...} | cmd = "shell string", env =, clear_env =,
+**   cwd =, stdin = "data", timeout = s, grace = s } -> process
+** The child leads a new process group, so a timeout or an interrupt can
+** kill everything it started.
+*/
+static int proc_spawn (lua_State *L) {
+  uv_process_options_t o;
+  uv_stdio_container_t stdio[3];
+  proc **box, *p;
+  const char *cwd, *input;
+  size_t input_len = 0;
+  int keep, r;
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_settop(L, 1);
+  lua_newtable(L);                               /* [opts, keep] */
+  keep = 2;
+  memset(&o, 0, sizeof o);
+  o.args = build_argv(L, 1, keep);               /* [opts, keep, argv] */
+  o.file = o.args[0];
+  o.env = build_env(L, 1, keep);                 /* [opts, keep, argv, env] */
+  cwd = opt_string(L, 1, "cwd", NULL);           /* [.., cwd] */
+  input = opt_string(L, 1, "stdin", &input_len); /* [.., cwd, stdin] */
+  if (cwd) {
+    struct stat st;
+    if (stat(cwd, &st) != 0) return orch_fail(L, cwd, errno);
+    if (!S_ISDIR(st.st_mode)) return orch_fail(L, cwd, ENOTDIR);
+    o.cwd = cwd;
+  }
+  box = lua_newuserdatauv(L, sizeof *box, 0);
+  *box = NULL;
+  luaL_setmetatable(L, PROC_MT);
+  p = calloc(1, sizeof *p);
+  if (p == NULL) return luaL_error(L, "out of memory");
+  p->refs = 1;                                   /* the Lua object */
+  p->timeout = opt_number(L, 1, "timeout", 0);
+  p->grace = opt_number(L, 1, "grace", 2);
+  if (input) {
+    p->input = malloc(input_len ? input_len : 1);
+    if (p->input == NULL) { free(p); return luaL_error(L, "out of memory"); }
+    memcpy(p->input, input, input_len);
+  }
+  *box = p;
+
+  start_pipe(p, &p->out);
+  start_pipe(p, &p->err);
+  if (input) start_pipe(p, &p->in);
+  uv_timer_init(orch_uv(), &p->timer);
+  p->timer.data = p;
+  p->refs++;
+  p->timer_open = 1;
+
+  stdio[0].flags = input ? (UV_CREATE_PIPE | UV_READABLE_PIPE) : UV_IGNORE;
+  stdio[0].data.stream = (uv_stream_t *)&p->in;
+  stdio[1].flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE;
+  stdio[1].data.stream = (uv_stream_t *)&p->out;
+  stdio[2].flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE;
+  stdio[2].data.stream = (uv_stream_t *)&p->err;
+  o.stdio = stdio;
+  o.stdio_count = 3;
+  o.flags = UV_PROCESS_DETACHED;   /* setsid: its own process group */
+  o.exit_cb = on_child_exit;
+  p->process.data = p;
+  p->refs++;                       /* the process handle, even on failure */
+  p->started = uv_hrtime();
+  r = uv_spawn(orch_uv(), &p->process, &o);
+  if (r != 0) {
+    p->exited = 1;
+    close_once((uv_handle_t *)&p->process);
+    close_once((uv_handle_t *)&p->out);
+    close_once((uv_handle_t *)&p->err);
+    if (input) close_once((uv_handle_t *)&p->in);
+    p->timer_open = 0;
+    close_once((uv_handle_t *)&p->timer);
+    *box = NULL;
+    proc_release(p);
+    return orch_failmsg(L, orch_errname(-r), "%s: %s", o.file, uv_strerror(r));
+  }
+  p->child.pid = p->pgid = p->process.pid;
+  orch_child_add(&p->child);
+  p->out_open = p->err_open = 1;
+  uv_read_start((uv_stream_t *)&p->out, on_alloc, on_read);
+  uv_read_start((uv_stream_t *)&p->err, on_alloc, on_read);
+  if (input) {
+    uv_buf_t b = uv_buf_init(p->input, (unsigned)input_len);
+    p->write_req.data = p;
+    if (uv_write(&p->write_req, (uv_stream_t *)&p->in, &b, 1, on_written) != 0)
+      close_once((uv_handle_t *)&p->in);
+  }
+  if (p->timeout > 0)
+    uv_timer_start(&p->timer, on_timeout, (uint64_t)(p->timeout * 1000), 0);
+  return 1;
+}
+
+static const char *signal_name (int sig) {
+  switch (sig) {
+#define S(x) case SIG##x: return #x;
+    S(HUP) S(INT) S(QUIT) S(ILL) S(TRAP) S(ABRT) S(BUS) S(FPE) S(KILL)
+    S(USR1) S(SEGV) S(USR2) S(PIPE) S(ALRM) S(TERM) S(CHLD) S(CONT)
+    S(STOP) S(TSTP) S(TTIN) S(TTOU) S(XCPU) S(XFSZ) S(SYS)
+#undef S
+    default: return NULL;
+  }
+}
+
+static void push_field_buffer (lua_State *L, buffer *b, const char *name) {
+  lua_pushlstring(L, b->data ? b->data : "", b->len);
+  lua_setfield(L, -2, name);
+}
+
+/* [..] -> [.., result] */
+static int push_result (lua_State *L, proc *p) {
+  lua_createtable(L, 0, 8);
+  lua_pushinteger(L, p->process.pid);
+  lua_setfield(L, -2, "pid");
+  if (p->termsig) {
+    const char *name = signal_name(p->termsig);
+    if (name) lua_pushstring(L, name);
+    else lua_pushfstring(L, "SIG%d", p->termsig);
+    lua_setfield(L, -2, "signal");
+  } else {
+    lua_pushinteger(L, p->status);
+    lua_setfield(L, -2, "code");
+  }
+  push_field_buffer(L, &p->stdout_buf, "stdout");
+  push_field_buffer(L, &p->stderr_buf, "stderr");
+  lua_pushboolean(L, p->timed_out);
+  lua_setfield(L, -2, "timed_out");
+  if (p->timed_out) {
+    lua_pushnumber(L, p->timeout);
+    lua_setfield(L, -2, "timeout");
+  }
+  lua_pushnumber(L, (double)(p->ended - p->started) / 1e9);
+  lua_setfield(L, -2, "elapsed");
+  return 1;
+}
+
+static void proc_cancel (orch_wait *w) {
+  ((proc *)w)->waiting = NOT_WAITING;
+}
+
+static int proc_waited (lua_State *L, int status, lua_KContext ctx) {
+  proc *p = (proc *)ctx;
+  p->waiting = NOT_WAITING;
+  return push_result(L, p);
+}
+
+/* p:wait() -> { pid, code | signal, stdout, stderr, timed_out, elapsed } */
+static int proc_wait (lua_State *L) {
+  proc *p = checkproc(L);
+  if (is_done(p)) return push_result(L, p);
+  if (p->waiting != NOT_WAITING) return orch_failmsg(L, "BUSY", "process %d: busy", p->process.pid);
+  orch_wait_init(&p->w);
+  p->w.cancel = proc_cancel;
+  p->waiting = WAIT_EXIT;
+  return orch_await(L, &p->w, (lua_KContext)p, proc_waited);
+}
+
+/* [..] -> [.., "stdout"|"stderr", chunk] or [.., nil] at the end */
+static int push_chunk (lua_State *L, proc *p) {
+  buffer *b = p->stdout_buf.seen < p->stdout_buf.len ? &p->stdout_buf
+            : p->stderr_buf.seen < p->stderr_buf.len ? &p->stderr_buf : NULL;
+  if (b == NULL) {
+    lua_pushnil(L);
+    return 1;
+  }
+  lua_pushstring(L, b == &p->stdout_buf ? "stdout" : "stderr");
+  lua_pushlstring(L, b->data + b->seen, b->len - b->seen);
+  b->seen = b->len;
+  return 2;
+}
+
+static int has_chunk (proc *p) {
+  return p->stdout_buf.seen < p->stdout_buf.len
+      || p->stderr_buf.seen < p->stderr_buf.len;
+}
+
+static int proc_read_done (lua_State *L, int status, lua_KContext ctx) {
+  proc *p = (proc *)ctx;
+  p->waiting = NOT_WAITING;
+  return push_chunk(L, p);
+}
+
+/*
+** p:read() -> "stdout"|"stderr", chunk, as output arrives; nil when both
+** streams are closed. Output is also kept for p:wait().
+*/
+static int proc_read (lua_State *L) {
+  proc *p = checkproc(L);
+  if (has_chunk(p) || (!p->out_open && !p->err_open)) return push_chunk(L, p);
+  if (p->waiting != NOT_WAITING) return orch_failmsg(L, "BUSY", "process %d: busy", p->process.pid);
+  orch_wait_init(&p->w);
+  p->w.cancel = proc_cancel;
+  p->waiting = WAIT_READ;
+  return orch_await(L, &p->w, (lua_KContext)p, proc_read_done);
+}
+
+static int signal_arg (lua_State *L, int arg) {
+  static const char *const names[] = {"TERM", "KILL", "INT", "HUP", "QUIT",
+                                      "USR1", "USR2", "STOP", "CONT", NULL};
+  static const int sigs[] = {SIGTERM, SIGKILL, SIGINT, SIGHUP, SIGQUIT,
+                             SIGUSR1, SIGUSR2, SIGSTOP, SIGCONT};
+  if (lua_isinteger(L, arg)) return (int)lua_tointeger(L, arg);
+  return sigs[luaL_checkoption(L, arg, "TERM", names)];
+}
+
+/* p:kill([sig]): signals the whole process group; default TERM */
+static int proc_kill (lua_State *L) {
+  proc *p = checkproc(L);
+  int sig = signal_arg(L, 2);
+  if (p->child.pid <= 0) return orch_fail(L, "process has exited", ESRCH);
+  if (kill(-p->child.pid, sig) != 0) return orch_fail(L, "kill", errno);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int proc_pid (lua_State *L) {
+  lua_pushinteger(L, checkproc(L)->process.pid);
+  return 1;
+}
+
+/* A process nobody holds any more is killed, not left running. */
+static int proc_gc (lua_State *L) {
+  proc **box = luaL_checkudata(L, 1, PROC_MT);
+  proc *p = *box;
+  if (p == NULL) return 0;
+  *box = NULL;
+  if (p->child.pid > 0) kill(-p->child.pid, SIGKILL);
+  proc_release(p);
+  return 0;
+}
+
+static int proc_tostring (lua_State *L) {
+  proc **box = luaL_checkudata(L, 1, PROC_MT);
+  if (*box) lua_pushfstring(L, "orch.proc (pid %d)", (*box)->process.pid);
+  else lua_pushliteral(L, "orch.proc (released)");
+  return 1;
+}
+
+static const luaL_Reg proc_meta[] = {
+  {"__gc", proc_gc}, {"__close", proc_gc}, {"__tostring", proc_tostring},
+  {NULL, NULL}
+};
+static const luaL_Reg proc_methods[] = {
+  {"wait", proc_wait}, {"read", proc_read}, {"kill", proc_kill},
+  {"pid", proc_pid}, {"close", proc_gc}, {NULL, NULL}
+};
+static const luaL_Reg proc_funcs[] = {{"spawn", proc_spawn}, {NULL, NULL}};
+
+int luaopen_orch_core_proc (lua_State *L) {
+  luaL_newmetatable(L, PROC_MT);   /* [mt] */
+  luaL_setfuncs(L, proc_meta, 0);
+  luaL_newlib(L, proc_methods);    /* [mt, methods] */
+  lua_setfield(L, -2, "__index");  /* [mt] */
+  lua_pop(L, 1);
+  luaL_newlib(L, proc_funcs);
+  return 1;
+}

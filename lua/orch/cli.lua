@@ -1,0 +1,145 @@
+-- cli.lua: the orch command line: parse, dispatch, choose the exit code.
+-- Exit codes: 0 success, 1 the run failed, 2 usage or playbook error.
+local args = require("orch.args")
+local info = require("orch.core.info")
+
+local M = {}
+
+local commands = {}
+local order = { "play", "lua", "version", "help" }
+
+commands.play = {
+  usage = "orch play FILE [options]",
+  summary = "Run a playbook: converge what it declares, on the local machine.",
+  description = [[
+The playbook is Lua. Its run is recorded in the state store, by default
+.orch/state.db beside the playbook, which also serialises runs: a second
+run waits for the first (up to --lock-timeout), then gives up.]],
+  options = {
+    { short = "-e", long = "--extra-vars", arg = "KEY=VALUE", multi = true, help = "set vars.KEY for the playbook (repeatable)" },
+    { long = "--json", help = "print one JSON event per line instead of text" },
+    { long = "--state", arg = "PATH", help = "state store file (default: .orch/state.db beside FILE)" },
+    { long = "--lock-timeout", arg = "SECONDS", number = true, default = 30, help = "how long to wait for another run's lock (default 30)" },
+    { long = "--forks", arg = "N", number = true, default = 50, help = "how many concurrent tasks a bounded map runs at once (default 50)" },
+    { short = "-v", long = "--verbose", help = "show tracebacks and command output" },
+    { short = "-h", long = "--help", help = "show this help" },
+  },
+  run = function(opts, rest)
+    if #rest ~= 1 then return M.usage_error("play", #rest == 0 and "missing FILE" or "too many arguments") end
+    return require("orch.playbook").run(rest[1], opts)
+  end,
+}
+
+commands.lua = {
+  usage = "orch lua FILE [ARGS...]",
+  summary = "Run a Lua script with the engine loaded, as lua5.4 would (arg, ...).",
+  description = "Tasks the script spawns are run to completion before orch exits.",
+  stop_at_first = true,
+  options = { { short = "-h", long = "--help", help = "show this help" } },
+  run = function(opts, rest)
+    if #rest == 0 then return M.usage_error("lua", "missing FILE") end
+    return M.run_script(rest[1], table.move(rest, 2, #rest, 1, {}))
+  end,
+}
+
+commands.version = {
+  usage = "orch version",
+  summary = "Print orch's version and the versions of what it embeds.",
+  options = { { short = "-h", long = "--help", help = "show this help" } },
+  run = function()
+    io.stdout:write(("orch %s (%s)\n"):format(info.version, _VERSION))
+    return 0
+  end,
+}
+
+commands.help = {
+  usage = "orch help [COMMAND]",
+  summary = "Show help for orch or for one command.",
+  options = {},
+  run = function(_, rest)
+    local name = rest[1]
+    if name == nil then io.stdout:write(M.overview()); return 0 end
+    if not commands[name] then return M.usage_error(nil, ("unknown command '%s'"):format(name)) end
+    io.stdout:write(args.help(commands[name]))
+    return 0
+  end,
+}
+
+function M.overview()
+  local lines = {
+    "usage: orch COMMAND [options]   (orch -e CODE runs a Lua chunk)", "",
+    "orch is an orchestration engine: playbooks in Lua, run by one binary.", "",
+    "commands:",
+  }
+  for _, name in ipairs(order) do
+    lines[#lines + 1] = ("  %-10s %s"):format(name, commands[name].summary)
+  end
+  lines[#lines + 1] = ""
+  lines[#lines + 1] = "'orch help COMMAND' or 'orch COMMAND --help' shows a command's options."
+  return table.concat(lines, "\n") .. "\n"
+end
+
+function M.usage_error(cmd, msg)
+  io.stderr:write(("orch%s: %s\n"):format(cmd and (" " .. cmd) or "", msg))
+  io.stderr:write(("try 'orch help%s'\n"):format(cmd and (" " .. cmd) or ""))
+  return 2
+end
+
+-- Scripts see the loop run to the end, as a blocking interpreter would.
+local function finish_tasks()
+  require("orch.core.loop").run()
+end
+
+local function report_error(err, verbose)
+  local msg = type(err) == "string" and err or ("(error object is a %s value)"):format(type(err))
+  if not verbose then msg = msg:gsub("\nstack traceback:.*$", "") end
+  io.stderr:write("orch: ", msg, "\n")
+end
+
+--- Run a Lua file like lua5.4: arg[0] is the script, ... are its args.
+function M.run_script(path, script_args)
+  local chunk, err = loadfile(path)
+  if not chunk then
+    io.stderr:write("orch: ", err, "\n")
+    return 2
+  end
+  local argt = { [-1] = "lua", [-2] = info.exe, [0] = path }
+  for i, a in ipairs(script_args) do argt[i] = a end
+  _G.arg = argt
+  local ok, e = xpcall(chunk, debug.traceback, table.unpack(script_args))
+  if ok then ok, e = xpcall(finish_tasks, debug.traceback) end
+  if not ok then report_error(e, true); return 1 end
+  return 0
+end
+
+local function run_code(code)
+  local chunk, err = load(code, "=(command line)")
+  if not chunk then io.stderr:write("orch: ", err, "\n"); return 2 end
+  local ok, e = xpcall(chunk, debug.traceback)
+  if ok then ok, e = xpcall(finish_tasks, debug.traceback) end
+  if not ok then report_error(e, true); return 1 end
+  return 0
+end
+
+function M.main(argv)
+  local first = argv[1]
+  if first == nil or first == "-h" or first == "--help" then
+    io.stdout:write(M.overview())
+    return first and 0 or 2
+  elseif first == "--version" then
+    return commands.version.run()
+  elseif first == "-e" then
+    if argv[2] == nil then return M.usage_error(nil, "-e needs a chunk of Lua code") end
+    return run_code(argv[2])
+  end
+  local spec = commands[first]
+  if not spec then
+    return M.usage_error(nil, ("unknown command '%s'"):format(first))
+  end
+  local opts, rest = args.parse(spec, table.move(argv, 2, #argv, 1, {}))
+  if not opts then return M.usage_error(first, rest) end
+  if opts.help then io.stdout:write(args.help(spec)); return 0 end
+  return spec.run(opts, rest)
+end
+
+return M

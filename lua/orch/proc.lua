@@ -1,0 +1,114 @@
+-- proc.lua: run processes: argv or shell strings, captured or streamed
+-- line by line, with the failure described in words a user can act on.
+local core = require("orch.core.proc")
+
+local M = {}
+
+--- Options for core.spawn from run's friendlier forms:
+-- run("shell string", opts), run({ "argv", ... }, opts) or run(opts).
+local function normalize(cmd, opts)
+  if type(cmd) == "table" and opts == nil and (cmd.argv or cmd.cmd) then
+    return cmd
+  end
+  opts = opts or {}
+  local spawn = {}
+  for k, v in pairs(opts) do spawn[k] = v end
+  if type(cmd) == "string" then
+    spawn.cmd = cmd
+  elseif type(cmd) == "table" then
+    spawn.argv = cmd
+  else
+    error("command must be a string (shell) or a list (argv), got " .. type(cmd), 3)
+  end
+  return spawn
+end
+
+--- The command as a user would type it, for messages.
+function M.display(opts)
+  if opts.cmd then return opts.cmd end
+  local words = {}
+  for i, a in ipairs(opts.argv) do
+    a = tostring(a)
+    words[i] = a:find("[^%w%-_./=:,@]") and ("'" .. a:gsub("'", "'\\''") .. "'") or a
+  end
+  return table.concat(words, " ")
+end
+
+--- Why a finished process counts as failed, or nil if it succeeded.
+function M.failure(res)
+  if res.timed_out then
+    return ("timed out after %g s"):format(res.timeout)
+  elseif res.signal then
+    return "killed by signal " .. res.signal
+  elseif res.code == 127 and res.shell then
+    return "command not found"
+  elseif res.code ~= 0 then
+    return "exit code " .. res.code
+  end
+end
+
+-- Feeds chunks to a per-line callback; returns a flush for the tail.
+local function line_splitter(callback)
+  local pending = ""
+  local function feed(chunk)
+    pending = pending .. chunk
+    local start = 1
+    while true do
+      local nl = pending:find("\n", start, true)
+      if not nl then break end
+      callback(pending:sub(start, nl - 1))
+      start = nl + 1
+    end
+    pending = pending:sub(start)
+  end
+  local function flush()
+    if pending ~= "" then callback(pending); pending = "" end
+  end
+  return feed, flush
+end
+
+--- Run to completion: { code | signal, stdout, stderr, timed_out, elapsed, ok }.
+-- opts: env, clear_env, cwd, stdin, timeout, grace, and on_stdout/on_stderr
+-- (called per line as output arrives). Returns nil, err, code when the
+-- process could not be started at all.
+function M.run(cmd, opts)
+  local spawn = normalize(cmd, opts)
+  local on_out, on_err = spawn.on_stdout, spawn.on_stderr
+  local p, err, code = core.spawn(spawn)
+  if not p then return nil, err, code end
+  if on_out or on_err then
+    local feeds, flushes = {}, {}
+    for name, cb in pairs({ stdout = on_out, stderr = on_err }) do
+      feeds[name], flushes[name] = line_splitter(cb)
+    end
+    while true do
+      local stream, chunk = p:read()
+      if not stream then break end
+      if feeds[stream] then feeds[stream](chunk) end
+    end
+    for _, flush in pairs(flushes) do flush() end
+  end
+  local res = p:wait()
+  p:close()
+  res.shell = spawn.cmd ~= nil
+  res.ok = M.failure(res) == nil
+  return res
+end
+
+--- Like run, but a failure is an error that names the command, why it
+-- failed and the tail of its stderr.
+function M.check(cmd, opts)
+  local spawn = normalize(cmd, opts)
+  local res, err = M.run(spawn)
+  if not res then error(err, 2) end
+  if not res.ok then
+    local tail = res.stderr:gsub("%s+$", ""):sub(-400)
+    error(("command failed (%s): %s%s"):format(M.failure(res), M.display(spawn),
+      tail ~= "" and ("\n" .. tail) or ""), 2)
+  end
+  return res
+end
+
+M.spawn = core.spawn
+
+return M

@@ -1,0 +1,86 @@
+-- task.lua: concurrency for Lua code: spawn coroutines on the event loop,
+-- wait for them, and bound how many run at once.
+local loop = require("orch.core.loop")
+
+local M = {}
+
+M.spawn = loop.spawn
+M.sleep = loop.sleep
+M.current = loop.current
+
+--- Wait for every task in a list: an array of { ok, value | err }.
+function M.wait_all(tasks)
+  local results = {}
+  for i, t in ipairs(tasks) do
+    local ok, value = t:wait()
+    results[i] = { ok = ok, value = value, err = not ok and value or nil }
+  end
+  return results
+end
+
+local semaphore = {}
+semaphore.__index = semaphore
+
+--- A counting semaphore: at most n holders at once, served in order.
+function M.semaphore(n)
+  if math.type(n) ~= "integer" or n < 1 then
+    error("semaphore size must be a positive integer, got " .. tostring(n), 2)
+  end
+  return setmetatable({ free = n, size = n, queue = loop.cond(), waiting = 0 }, semaphore)
+end
+
+function semaphore:acquire()
+  -- A waker hands its slot over directly, so no newcomer can jump the queue.
+  if self.free > 0 and self.waiting == 0 then
+    self.free = self.free - 1
+    return
+  end
+  self.waiting = self.waiting + 1
+  self.queue:wait()
+end
+
+function semaphore:release()
+  if self.waiting > 0 then
+    self.waiting = self.waiting - 1
+    self.queue:signal()
+  else
+    self.free = self.free + 1
+  end
+end
+
+--- Run fn while holding a slot; the slot is released even if fn raises.
+function semaphore:with(fn, ...)
+  self:acquire()
+  local res = table.pack(pcall(fn, ...))
+  self:release()
+  if not res[1] then error(res[2], 0) end
+  return table.unpack(res, 2, res.n)
+end
+
+local function traceback(err)
+  return type(err) == "string" and debug.traceback(err, 2) or err
+end
+
+--- fn(item, i) for every item, at most `limit` at once, each in its own
+-- task. Returns the results in item order: { ok, value | err } each, the
+-- error with its traceback; one item's failure does not stop the others.
+function M.map(items, limit, fn)
+  local sem = M.semaphore(limit)
+  local tasks = {}
+  for i, item in ipairs(items) do
+    tasks[i] = loop.spawn(function()
+      sem:acquire()
+      local ok, value = xpcall(fn, traceback, item, i)
+      sem:release()
+      return ok, value
+    end)
+  end
+  local results = {}
+  for i, t in ipairs(tasks) do
+    local _, ok, value = t:wait()
+    results[i] = { ok = ok, value = ok and value or nil, err = not ok and value or nil }
+  end
+  return results
+end
+
+return M

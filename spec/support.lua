@@ -1,0 +1,49 @@
+-- support.lua: what the specs share: the binary under test, temp trees,
+-- files, and running orch as a real child process.
+local fs = require("orch.core.fs")
+local proc = require("orch.proc")
+
+local M = {}
+
+local here = debug.getinfo(1, "S").source:match("^@(.*)/spec/support%.lua$") or "."
+M.root = here
+-- ORCH_BIN lets CI run the same specs against the sanitizer build.
+M.bin = os.getenv("ORCH_BIN") or (M.root .. "/build/orch")
+
+function M.tmpdir()
+  return assert(fs.tmpdir("orch-spec-"))
+end
+
+function M.remove_tree(path)
+  assert(fs.remove(path, { recursive = true }))
+end
+
+function M.write(path, data)
+  local f = assert(io.open(path, "wb"))
+  f:write(data)
+  f:close()
+end
+
+function M.read(path)
+  local f = assert(io.open(path, "rb"))
+  local data = f:read("a")
+  f:close()
+  return data
+end
+
+--- Run the orch binary: { code, signal, stdout, stderr }.
+-- The last argument may be an options table for orch.proc.run (env, cwd, stdin).
+function M.orch(...)
+  local args = { ... }
+  local opts = {}
+  if type(args[#args]) == "table" then opts = table.remove(args) end
+  local argv = { M.bin }
+  for _, a in ipairs(args) do argv[#argv + 1] = a end
+  opts.argv = argv
+  opts.check = false
+  opts.env = opts.env or {}
+  if opts.env.NO_COLOR == nil then opts.env.NO_COLOR = "1" end
+  return proc.run(opts)
+end
+
+return M
