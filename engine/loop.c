@@ -128,12 +128,6 @@ void orch_wake (orch_wait *w) {
   else uv_stop(uvl);  /* the top-level wait checks its flag after uv_run */
 }
 
-int orch_can_wait (lua_State *L) {
-  task *t = task_of(L);
-  if (t && t->T == L) return lua_isyieldable(L);
-  return loop_depth == 0;
-}
-
 static void cond_unlink (waiter *wt);
 
 int orch_await (lua_State *L, orch_wait *w, lua_KContext ctx, lua_KFunction k) {
@@ -428,7 +422,6 @@ static int loop_sleep (lua_State *L) {
   double secs = luaL_checknumber(L, 1);
   sleeper *s;
   luaL_argcheck(L, secs >= 0, 1, "must not be negative");
-  if (!orch_can_wait(L)) return luaL_error(L, "cannot sleep here");
   s = malloc(sizeof *s);
   if (s == NULL) return luaL_error(L, "out of memory");
   orch_wait_init(&s->w);
@@ -516,6 +509,12 @@ static void new_class (lua_State *L, const char *name, const luaL_Reg *meta,
 }
 
 int luaopen_orch_core_loop (lua_State *L) {
+  lua_State *main_thread;
+  /* New threads copy the main thread's extra space: make it "no task". */
+  lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
+  main_thread = lua_tothread(L, -1);
+  lua_pop(L, 1);
+  *(task **)lua_getextraspace(main_thread) = NULL;
   orch_uv();
   new_class(L, TASK_MT, task_meta, task_methods);
   new_class(L, COND_MT, cond_meta, cond_methods);

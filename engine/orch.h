@@ -41,8 +41,6 @@ void orch_wait_init (orch_wait *w);
 int orch_await (lua_State *L, orch_wait *w, lua_KContext ctx, lua_KFunction k);
 /* From a libuv callback: the wait is over; resume its task soon. */
 void orch_wake (orch_wait *w);
-/* Nonzero if a blocking call made in L can wait (task or top level). */
-int orch_can_wait (lua_State *L);
 
 /* Set by SIGINT/SIGTERM; cleared by the CLI. */
 int orch_interrupted (void);
