@@ -1,0 +1,436 @@
+local fs = require("orch.core.fs")
+local support = require("spec.support")
+
+-- Run a shell command, return its stdout (checked: the spec's own plumbing).
+local function sh(cmd)
+  local f = assert(io.popen(cmd, "r"))
+  local out = f:read("a")
+  assert(f:close())
+  return out
+end
+
+local function octal(s) return tonumber(s, 8) end
+
+-- Temp files fs.write left behind in dir (there must be none).
+local function leftovers(dir)
+  local found = {}
+  for _, name in ipairs(assert(fs.list(dir))) do
+    if name:find("%.orch%-") then found[#found + 1] = name end
+  end
+  return found
+end
+
+describe("orch.core.fs", function()
+  local dir
+  before_each(function() dir = support.tmpdir() end)
+  after_each(function() support.remove_tree(dir) end)
+
+  describe("stat and lstat", function()
+    it("describe a file with typed fields", function()
+      support.write(dir .. "/f", "hello")
+      assert(fs.chmod(dir .. "/f", "0640"))
+      local st = assert(fs.stat(dir .. "/f"))
+      assert.equals("file", st.type)
+      assert.equals(octal("640"), st.mode)
+      assert.equals(5, st.size)
+      assert.equals(1, st.nlink)
+      assert.equals(0, st.uid)
+      assert.equals("root", st.user)
+      assert.equals("root", st.group)
+      assert.is_true(math.type(st.ino) == "integer" and math.type(st.dev) == "integer")
+      assert.equals("float", math.type(st.mtime))
+      assert.is_true(math.abs(st.mtime - os.time()) < 60)
+      assert.is_nil(st.target)
+    end)
+
+    it("name directories, fifos and char devices", function()
+      assert.equals("directory", fs.stat(dir).type)
+      sh("mkfifo " .. dir .. "/p")
+      assert.equals("fifo", fs.stat(dir .. "/p").type)
+      assert.equals("char", fs.stat("/dev/null").type)
+    end)
+
+    it("follow a symlink in stat, and describe the link itself in lstat", function()
+      support.write(dir .. "/f", "x")
+      assert(fs.symlink("f", dir .. "/l"))
+      assert.equals("file", fs.stat(dir .. "/l").type)
+      assert.is_nil(fs.stat(dir .. "/l").target)
+      local st = assert(fs.lstat(dir .. "/l"))
+      assert.equals("link", st.type)
+      assert.equals("f", st.target)
+      assert.equals("f", fs.readlink(dir .. "/l"))
+    end)
+
+    it("fail on a dangling link in stat but not in lstat", function()
+      assert(fs.symlink(dir .. "/nowhere", dir .. "/l"))
+      local st, err, code = fs.stat(dir .. "/l")
+      assert.is_nil(st)
+      assert.equals(dir .. "/l: No such file or directory", err)
+      assert.equals("ENOENT", code)
+      assert.equals(dir .. "/nowhere", fs.lstat(dir .. "/l").target)
+    end)
+  end)
+
+  describe("read", function()
+    it("returns the whole file, binary-safe", function()
+      local data = ("a\0b\255"):rep(100000)
+      support.write(dir .. "/f", data)
+      assert.equals(data, fs.read(dir .. "/f"))
+      support.write(dir .. "/empty", "")
+      assert.equals("", fs.read(dir .. "/empty"))
+    end)
+
+    it("fails with the path and reason", function()
+      local ok, err, code = fs.read(dir .. "/missing")
+      assert.is_nil(ok)
+      assert.equals(dir .. "/missing: No such file or directory", err)
+      assert.equals("ENOENT", code)
+      support.write(dir .. "/f", "x")
+      ok, err, code = fs.read(dir .. "/f/sub")
+      assert.is_nil(ok)
+      assert.matches(dir .. "/f/sub: ", err, 1, true)
+      assert.equals("ENOTDIR", code)
+      assert.equals("EISDIR", select(3, fs.read(dir)))
+    end)
+  end)
+
+  describe("write", function()
+    it("creates a file with 0666 minus the umask", function()
+      assert.is_true(fs.write(dir .. "/f", "data"))
+      assert.equals("data", support.read(dir .. "/f"))
+      local umask = octal(sh("umask"):match("%d+"))
+      assert.equals(octal("666") & ~umask, fs.stat(dir .. "/f").mode)
+      assert.same({}, leftovers(dir))
+    end)
+
+    it("keeps the mode and owner of the file it replaces", function()
+      support.write(dir .. "/f", "old")
+      assert(fs.chmod(dir .. "/f", "0604"))
+      assert(fs.chown(dir .. "/f", 12345, 23456))
+      assert(fs.write(dir .. "/f", "new"))
+      local st = fs.stat(dir .. "/f")
+      assert.equals("new", support.read(dir .. "/f"))
+      assert.equals(octal("604"), st.mode)
+      assert.equals(12345, st.uid)
+      assert.equals(23456, st.gid)
+    end)
+
+    it("applies mode, owner and group given as names, ids or octal strings", function()
+      assert(fs.write(dir .. "/a", "x", { mode = "0640", owner = "nobody", group = "nogroup" }))
+      local st = fs.stat(dir .. "/a")
+      assert.equals(octal("640"), st.mode)
+      assert.equals("nobody", st.user)
+      assert.equals("nogroup", st.group)
+      assert(fs.write(dir .. "/b", "x", { mode = octal("4750"), owner = 12345, group = "23456" }))
+      st = fs.stat(dir .. "/b")
+      assert.equals(octal("4750"), st.mode)  -- setuid survives the chown
+      assert.equals(12345, st.uid)
+      assert.equals(23456, st.gid)
+      -- an explicit mode replaces the existing file's
+      assert(fs.write(dir .. "/b", "y", { mode = "600" }))
+      assert.equals(octal("600"), fs.stat(dir .. "/b").mode)
+      assert.equals(12345, fs.stat(dir .. "/b").uid)
+    end)
+
+    it("leaves the target untouched and no temp file when it fails", function()
+      support.write(dir .. "/f", "old")
+      local ok, err, code = fs.write(dir .. "/f", "new", { owner = "no-such-user-orch" })
+      assert.is_nil(ok)
+      assert.equals(dir .. "/f: no such user 'no-such-user-orch'", err)
+      assert.equals("ENOUSER", code)
+      ok, err, code = fs.write(dir .. "/f", "new", { group = "no-such-group-orch" })
+      assert.equals("ENOGROUP", code)
+      assert.matches("no-such-group-orch", err, 1, true)
+      -- rename fails late, after the temp file was written: it must go
+      assert(fs.mkdir(dir .. "/d"))
+      support.write(dir .. "/d/inside", "i")
+      ok, err, code = fs.write(dir .. "/d", "new")
+      assert.is_nil(ok)
+      assert.equals(dir .. "/d: Is a directory", err)
+      assert.equals("EISDIR", code)
+      assert.equals("old", support.read(dir .. "/f"))
+      assert.equals("i", support.read(dir .. "/d/inside"))
+      assert.same({}, leftovers(dir))
+    end)
+
+    it("fails with the path when the directory is missing or a file", function()
+      local ok, err, code = fs.write(dir .. "/no/f", "x")
+      assert.is_nil(ok)
+      assert.equals(dir .. "/no/f: No such file or directory", err)
+      assert.equals("ENOENT", code)
+      support.write(dir .. "/file", "x")
+      ok, err, code = fs.write(dir .. "/file/f", "x")
+      assert.equals(dir .. "/file/f: Not a directory", err)
+      assert.equals("ENOTDIR", code)
+    end)
+
+    it("never shows a concurrent reader a partial file", function()
+      local a, b = ("a"):rep(1024 * 1024), ("b"):rep(1024 * 1024)
+      support.write(dir .. "/ref_a", a)
+      support.write(dir .. "/ref_b", b)
+      assert(fs.write(dir .. "/f", a))
+      -- a real process reads the file in a loop until told to stop (or
+      -- until after_each removes the directory, should the spec fail)
+      local reader = assert(io.popen(string.format([[
+        cd %s && n=0 && bad=0
+        while [ ! -e stop ] && [ -e ref_a ]; do
+          cat f > snap
+          cmp -s snap ref_a || cmp -s snap ref_b || bad=$((bad + 1))
+          n=$((n + 1))
+        done
+        echo "$n $bad"]], dir), "r"))
+      for i = 1, 300 do
+        assert(fs.write(dir .. "/f", i % 2 == 0 and a or b))
+      end
+      -- keep going until the reader has certainly overlapped some writes
+      for i = 1, 200 do
+        assert(fs.write(dir .. "/f", i % 2 == 0 and a or b))
+      end
+      support.write(dir .. "/stop", "")
+      local n, bad = reader:read("a"):match("(%d+) (%d+)")
+      reader:close()
+      assert.is_true(tonumber(n) > 5, "reader ran " .. tostring(n) .. " times")
+      assert.equals(0, tonumber(bad))
+    end)
+
+    it("rejects unknown options and bad modes as programming errors", function()
+      assert.has_error(function() fs.write(dir .. "/f", "x", { mdoe = "0644" }) end)
+      assert.has_error(function() fs.write(dir .. "/f", "x", { mode = "u+x" }) end)
+      assert.has_error(function() fs.write(dir .. "/f", "x", { mode = "0899" }) end)
+      assert.has_error(function() fs.write(dir .. "/f", "x", { mode = 65536 }) end)
+      assert.has_error(function() fs.write(dir .. "/f", {}) end)
+      assert.is_nil(fs.stat(dir .. "/f"))
+    end)
+  end)
+
+  describe("mkdir", function()
+    it("creates every missing parent and says whether it made the last", function()
+      assert.is_true(fs.mkdir(dir .. "/a/b/c"))
+      assert.equals("directory", fs.stat(dir .. "/a/b/c").type)
+      assert.is_false(fs.mkdir(dir .. "/a/b/c"))
+      assert.is_false(fs.mkdir(dir .. "/a/b/c/"))
+      assert.is_true(fs.mkdir(dir .. "/a/b/d"))
+    end)
+
+    it("applies the mode, umask notwithstanding, to the directories it creates", function()
+      assert(fs.mkdir(dir .. "/keep"))
+      local before = fs.stat(dir .. "/keep").mode
+      assert.is_true(fs.mkdir(dir .. "/keep/x/y", "0777"))
+      assert.equals(octal("777"), fs.stat(dir .. "/keep/x").mode)
+      assert.equals(octal("777"), fs.stat(dir .. "/keep/x/y").mode)
+      assert.equals(before, fs.stat(dir .. "/keep").mode)
+      -- a mode without owner write still lets mkdir -p go deeper
+      assert.is_true(fs.mkdir(dir .. "/ro/deep/er", octal("555")))
+      assert.equals(octal("555"), fs.stat(dir .. "/ro").mode)
+      assert.equals(octal("555"), fs.stat(dir .. "/ro/deep/er").mode)
+      assert(fs.chmod(dir .. "/ro", "755"))
+      assert(fs.chmod(dir .. "/ro/deep", "755"))
+    end)
+
+    it("fails when a file is in the way", function()
+      support.write(dir .. "/f", "x")
+      local ok, err, code = fs.mkdir(dir .. "/f")
+      assert.is_nil(ok)
+      assert.equals(dir .. "/f: File exists", err)
+      assert.equals("EEXIST", code)
+      ok, err, code = fs.mkdir(dir .. "/f/sub/deeper")
+      assert.equals(dir .. "/f/sub/deeper: Not a directory", err)
+      assert.equals("ENOTDIR", code)
+    end)
+  end)
+
+  describe("chmod, chown, symlink, rename, realpath", function()
+    it("change and report what they touched", function()
+      support.write(dir .. "/f", "x")
+      assert.is_true(fs.chmod(dir .. "/f", octal("700")))
+      assert.equals(octal("700"), fs.stat(dir .. "/f").mode)
+      assert.is_true(fs.chown(dir .. "/f", "nobody", nil))
+      assert.equals("nobody", fs.stat(dir .. "/f").user)
+      assert.equals("root", fs.stat(dir .. "/f").group)
+      assert.is_true(fs.chown(dir .. "/f", nil, 65534))
+      assert.equals(65534, fs.stat(dir .. "/f").gid)
+      assert.is_true(fs.rename(dir .. "/f", dir .. "/g"))
+      assert.equals("x", support.read(dir .. "/g"))
+      assert.is_true(fs.symlink("g", dir .. "/l"))
+      assert.equals(fs.realpath(dir) .. "/g", fs.realpath(dir .. "/l"))
+      assert.equals("string", type(fs.cwd()))
+    end)
+
+    it("fail with the path and a stable code", function()
+      local ok, err, code = fs.chown(dir, "no-such-user-orch")
+      assert.is_nil(ok)
+      assert.equals(dir .. ": no such user 'no-such-user-orch'", err)
+      assert.equals("ENOUSER", code)
+      ok, err, code = fs.chmod(dir .. "/missing", "644")
+      assert.equals(dir .. "/missing: No such file or directory", err)
+      assert.equals("ENOENT", code)
+      ok, err, code = fs.rename(dir .. "/missing", dir .. "/other")
+      assert.equals(dir .. "/missing -> " .. dir .. "/other: No such file or directory", err)
+      support.write(dir .. "/f", "x")
+      ok, err, code = fs.symlink("f", dir .. "/f")
+      assert.equals("EEXIST", code)
+      assert.equals("EINVAL", select(3, fs.readlink(dir .. "/f")))
+      assert.equals("ENOTDIR", select(3, fs.realpath(dir .. "/f/x")))
+    end)
+  end)
+
+  describe("remove", function()
+    it("says whether there was something to remove", function()
+      support.write(dir .. "/f", "x")
+      assert.is_true(fs.remove(dir .. "/f"))
+      assert.is_false(fs.remove(dir .. "/f"))
+      assert(fs.mkdir(dir .. "/empty"))
+      assert.is_true(fs.remove(dir .. "/empty"))
+    end)
+
+    it("refuses a non-empty directory unless recursive", function()
+      assert(fs.mkdir(dir .. "/t/a/b"))
+      support.write(dir .. "/t/a/b/f", "x")
+      local ok, err, code = fs.remove(dir .. "/t")
+      assert.is_nil(ok)
+      assert.equals(dir .. "/t: Directory not empty", err)
+      assert.equals("ENOTEMPTY", code)
+      assert.is_true(fs.remove(dir .. "/t", { recursive = true }))
+      assert.is_nil(fs.lstat(dir .. "/t"))
+      assert.has_error(function() fs.remove(dir, { recurse = true }) end)
+    end)
+
+    it("removes links in the tree, never what they point to", function()
+      assert(fs.mkdir(dir .. "/outside/sub"))
+      support.write(dir .. "/outside/sub/keep", "precious")
+      assert(fs.mkdir(dir .. "/tree/a"))
+      support.write(dir .. "/tree/a/f", "x")
+      assert(fs.symlink(dir .. "/outside", dir .. "/tree/a/to_dir"))
+      assert(fs.symlink(dir .. "/outside/sub/keep", dir .. "/tree/to_file"))
+      assert.is_true(fs.remove(dir .. "/tree", { recursive = true }))
+      assert.is_nil(fs.lstat(dir .. "/tree"))
+      assert.equals("precious", support.read(dir .. "/outside/sub/keep"))
+      -- a link given as the path is removed itself, even recursively
+      assert(fs.symlink(dir .. "/outside", dir .. "/link"))
+      assert.is_true(fs.remove(dir .. "/link", { recursive = true }))
+      assert.equals("precious", support.read(dir .. "/outside/sub/keep"))
+    end)
+  end)
+
+  describe("sha256", function()
+    it("matches the standard vectors", function()
+      assert.equals("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad",
+                    fs.sha256_data("abc"))
+      assert.equals("e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+                    fs.sha256_data(""))
+      support.write(dir .. "/abc", "abc")
+      assert.equals(fs.sha256_data("abc"), fs.sha256(dir .. "/abc"))
+    end)
+
+    it("agrees with sha256sum on a 3 MiB file", function()
+      local parts = {}
+      for i = 1, 3 * 1024 * 1024 / 16 do parts[i] = string.format("%015d\n", i) end
+      support.write(dir .. "/big", table.concat(parts))
+      local want = sh("sha256sum " .. dir .. "/big"):match("^%x+")
+      assert.equals(want, fs.sha256(dir .. "/big"))
+      assert.equals(want, fs.sha256_data(support.read(dir .. "/big")))
+    end)
+
+    it("fails with the path", function()
+      local ok, err, code = fs.sha256(dir .. "/missing")
+      assert.is_nil(ok)
+      assert.equals(dir .. "/missing: No such file or directory", err)
+      assert.equals("ENOENT", code)
+      assert.equals("EISDIR", select(3, fs.sha256(dir)))
+    end)
+  end)
+
+  describe("glob, list and walk", function()
+    before_each(function()
+      assert(fs.mkdir(dir .. "/t/b/deep"))
+      assert(fs.mkdir(dir .. "/t/a"))
+      support.write(dir .. "/t/b/deep/z.txt", "")
+      support.write(dir .. "/t/c.txt", "")
+      support.write(dir .. "/t/a.txt", "")
+      assert(fs.mkdir(dir .. "/elsewhere"))
+      support.write(dir .. "/elsewhere/hidden", "")
+      assert(fs.symlink(dir .. "/elsewhere", dir .. "/t/link"))
+    end)
+
+    it("glob returns sorted matches, or an empty list", function()
+      assert.same({ dir .. "/t/a.txt", dir .. "/t/c.txt" }, fs.glob(dir .. "/t/*.txt"))
+      assert.same({ dir .. "/t/b/deep/z.txt" }, fs.glob(dir .. "/t/*/*/*.txt"))
+      assert.same({}, fs.glob(dir .. "/t/*.none"))
+    end)
+
+    it("list gives sorted names of one directory", function()
+      assert.same({ "a", "a.txt", "b", "c.txt", "link" }, fs.list(dir .. "/t"))
+      assert.same({}, fs.list(dir .. "/t/a"))
+      local ok, err, code = fs.list(dir .. "/missing")
+      assert.is_nil(ok)
+      assert.equals(dir .. "/missing: No such file or directory", err)
+      assert.equals("ENOENT", code)
+      assert.equals("ENOTDIR", select(3, fs.list(dir .. "/t/a.txt")))
+    end)
+
+    it("walk goes depth-first, parents first, sorted, without following links", function()
+      local want = {
+        { path = "a", type = "directory" },
+        { path = "a.txt", type = "file" },
+        { path = "b", type = "directory" },
+        { path = "b/deep", type = "directory" },
+        { path = "b/deep/z.txt", type = "file" },
+        { path = "c.txt", type = "file" },
+        { path = "link", type = "link" },
+      }
+      assert.same(want, fs.walk(dir .. "/t"))
+      assert.same(want, fs.walk(dir .. "/t/"))
+      assert.equals("ENOENT", select(3, fs.walk(dir .. "/missing")))
+    end)
+  end)
+
+  describe("tmpdir", function()
+    it("makes a new private directory with the prefix", function()
+      local t, t2 = assert(fs.tmpdir("orch-fs-spec-")), nil
+      finally(function() fs.remove(t); if t2 then fs.remove(t2) end end)  -- busted keeps one finally
+      assert.matches("/orch%-fs%-spec%-%w+$", t)
+      local st = fs.stat(t)
+      assert.equals("directory", st.type)
+      assert.equals(octal("700"), st.mode)
+      t2 = assert(fs.tmpdir("orch-fs-spec-"))
+      assert.not_equals(t, t2)
+      assert.has_error(function() fs.tmpdir("a/b") end)
+    end)
+  end)
+
+  describe("lock", function()
+    it("is exclusive until unlocked", function()
+      local path = dir .. "/lock"
+      local lk = assert(fs.lock(path))
+      local ok, err, code = fs.lock(path)
+      assert.is_nil(ok)
+      assert.equals(path .. ": locked by another process", err)
+      assert.equals("LOCKED", code)
+      lk:unlock()
+      lk:unlock()  -- idempotent
+      local again = assert(fs.lock(path))
+      again:unlock()
+    end)
+
+    it("excludes another process, and <close> releases it", function()
+      local path = dir .. "/lock"
+      do
+        local lk <close> = assert(fs.lock(path))
+        assert.equals("1", sh("flock -n " .. path .. " true; echo $?"):match("%d"))
+      end
+      assert.equals("0", sh("flock -n " .. path .. " true; echo $?"):match("%d"))
+      assert(fs.lock(path)):unlock()
+    end)
+
+    it("records its holder in the lock file", function()
+      local path = dir .. "/lock"
+      local lk <close> = assert(fs.lock(path))
+      assert.is_true(lk:write("pid 1 on a long host name"))
+      assert.is_true(lk:write("pid 2"))
+      assert.equals("pid 2", fs.read(path))
+      lk:unlock()
+      assert.has_error(function() lk:write("x") end)
+      assert.matches("released", tostring(lk))
+    end)
+  end)
+end)
