@@ -31,6 +31,14 @@ function M.read(path)
   return data
 end
 
+--- This process's pid.
+function M.pid()
+  local f = assert(io.open("/proc/self/stat"))
+  local pid = f:read("l"):match("^(%d+)")
+  f:close()
+  return tonumber(pid)
+end
+
 --- Run the orch binary: { code, signal, stdout, stderr }.
 -- The last argument may be an options table for orch.proc.run (env, cwd, stdin).
 function M.orch(...)

@@ -55,7 +55,7 @@ commands.version = {
 commands.help = {
   usage = "orch help [COMMAND]",
   summary = "Show help for orch or for one command.",
-  options = {},
+  options = { { short = "-h", long = "--help", help = "show this help" } },
   run = function(_, rest)
     local name = rest[1]
     if name == nil then io.stdout:write(M.overview()); return 0 end

@@ -1,0 +1,89 @@
+-- ui.lua: what a run shows: human lines (colour only on a TTY, never with
+-- NO_COLOR) or one JSON object per line with --json.
+local term = require("orch.core.term")
+local json = require("cjson")
+
+local M = {}
+
+local colors = { ok = "32", changed = "33", failed = "31", skipped = "36", bold = "1", dim = "2" }
+
+local ui = {}
+ui.__index = ui
+
+--- opts: json, verbose, color (nil: decide from the terminal), out, err.
+function M.new(opts)
+  opts = opts or {}
+  local color = opts.color
+  if color == nil then
+    local no_color = os.getenv("NO_COLOR")
+    color = not opts.json and term.isatty("stdout") and (no_color == nil or no_color == "")
+  end
+  return setmetatable({
+    json = opts.json, verbose = opts.verbose, color = color,
+    out = opts.out or io.stdout, err = opts.err or io.stderr,
+  }, ui)
+end
+
+function ui:paint(style, text)
+  if not self.color or not colors[style] then return text end
+  return "\27[" .. colors[style] .. "m" .. text .. "\27[0m"
+end
+
+local function seconds(s) return ("%.2fs"):format(s or 0) end
+
+local human = {}
+
+function human.run_start(self, ev)
+  return self:paint("bold", ("PLAYBOOK %s"):format(ev.playbook)) .. self:paint("dim", ("  (run %d)"):format(ev.run_id))
+end
+
+function human.step(self, ev)
+  local line = ("  %s  %-8s %s  %s"):format(self:paint(ev.status, ("%-7s"):format(ev.status)),
+    ev.host, ev.name, self:paint("dim", seconds(ev.elapsed)))
+  if ev.error then
+    local msg = self.verbose and ev.error or ev.error:gsub("\nstack traceback:.*$", "")
+    line = line .. "\n" .. self:paint("failed", "    " .. msg:gsub("\n", "\n    "))
+  end
+  return line
+end
+
+function human.log(self, ev)
+  return ("  %s  %s"):format(self:paint("dim", ("%-7s"):format("log")), ev.message)
+end
+
+function human.recap(self, ev)
+  local lines = { self:paint("bold", "RECAP") }
+  for _, host in ipairs(ev.order) do
+    local s = ev.hosts[host]
+    local function field(name)
+      local text = ("%s=%d"):format(name, s[name])
+      return s[name] > 0 and self:paint(name, text) or text
+    end
+    lines[#lines + 1] = ("  %-12s %s  %s  %s"):format(host, field("ok"), field("changed"), field("failed"))
+  end
+  lines[#lines + 1] = ("  %s in %s; run %d recorded in %s"):format(
+    self:paint(ev.status == "ok" and "ok" or "failed", ev.status), seconds(ev.elapsed), ev.run_id, ev.state)
+  return table.concat(lines, "\n")
+end
+
+--- Show one event: { event = "run_start" | "step" | "log" | "recap", ... }.
+function ui:emit(ev)
+  if self.json then
+    self.out:write(json.encode(ev), "\n")
+  else
+    local format = human[ev.event]
+    if format then self.out:write(format(self, ev), "\n") end
+  end
+  self.out:flush()
+end
+
+--- An error that ends the command: one line on stderr (or a JSON event).
+function ui:error(msg)
+  if self.json then
+    self.out:write(json.encode({ event = "error", message = msg }), "\n")
+    self.out:flush()
+  end
+  self.err:write("orch: ", msg, "\n")
+end
+
+return M

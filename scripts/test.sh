@@ -1,0 +1,41 @@
+#!/bin/sh
+# test.sh: build orch and run the specs twice: a normal build, then one
+# with AddressSanitizer + UBSan and a collector that never rests. Ends with
+# the totals of both on a line of their own: "N passed, N failed".
+set -u
+cd "$(dirname "$0")/.."
+jobs=$(nproc 2>/dev/null || echo 2)
+log=$(mktemp -d)
+trap 'rm -rf "$log"' EXIT
+passed=0 failed=0 skipped=0 status=0
+
+count() {  # adds the closing "N passed, N failed, N skipped" of $1
+  line=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$1" | tail -n 1)
+  if [ -z "$line" ]; then
+    echo "test.sh: $2 printed no totals (crashed?)" >&2
+    failed=$((failed + 1)); status=1; return
+  fi
+  set -- $line
+  passed=$((passed + $1)); failed=$((failed + $3)); skipped=$((skipped + $5))
+}
+
+run_suite() {  # name, build dir, extra cmake flags, env...
+  name=$1 dir=$2 flags=$3; shift 3
+  echo "== $name: building in $dir"
+  cmake -S . -B "$dir" $flags >"$log/$name.cmake" 2>&1 && cmake --build "$dir" -j"$jobs" >>"$log/$name.cmake" 2>&1 || {
+    cat "$log/$name.cmake"; echo "test.sh: $name build failed" >&2; failed=$((failed + 1)); status=1; return; }
+  echo "== $name: specs"
+  env ORCH_BIN="$dir/orch" "$@" "$dir/orch" lua /usr/bin/busted ${SPECS:-} 2>&1 | tee "$log/$name.out"
+  count "$log/$name.out" "$name"
+}
+
+scripts/deps.sh || { echo "test.sh: installing dependencies failed" >&2; exit 1; }
+run_suite specs build "-DCMAKE_BUILD_TYPE=RelWithDebInfo"
+if [ "${ORCH_SKIP_ASAN:-}" = "" ]; then
+  run_suite asan build-asan "-DORCH_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug" \
+    ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ORCH_GC_STRESS=1
+fi
+[ "$failed" -eq 0 ] || status=1
+echo
+echo "$passed passed, $failed failed, $skipped skipped"
+exit $status
