@@ -155,9 +155,12 @@ int orch_await (lua_State *L, orch_wait *w, lua_KContext ctx, lua_KFunction k) {
     if (interrupted || !alive) {
       loop_depth--;
       if (w->cancel) w->cancel(w);
-      return luaL_error(L, interrupted ? "interrupted"
-                        : "deadlock: waiting for something that nothing "
-                          "left running can do");
+      if (interrupted) {  /* not the caller's fault: no position */
+        lua_pushstring(L, "interrupted");
+        return lua_error(L);
+      }
+      return luaL_error(L, "deadlock: waiting for something that nothing "
+                           "left running can do");
     }
   }
   loop_depth--;

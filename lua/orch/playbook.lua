@@ -150,25 +150,25 @@ function M.run(path, opts)
   local ok, err = xpcall(chunk, traceback)
   if ok then ok, err = xpcall(loop.run, traceback) end
 
-  local code, status = 0, "ok"
+  local code, status, final = 0, "ok", nil
   if loop.interrupted() then
-    code, status = 130, "interrupted"
-    ui:error("interrupted: " .. loop.interrupted())
+    code, status, final = 130, "interrupted", "interrupted by " .. loop.interrupted()
   elseif not ok then
+    status = "failed"
     if is_failure(err) then
       code = 1
-      if not err.message:match("^step '.*' failed$") then ui:error(err.message) end
+      if not err.message:match("^step '.*' failed$") then final = err.message end
     else
       code = 2
-      ui:error(opts.verbose and tostring(err) or tostring(err):gsub("\nstack traceback:.*$", ""))
+      final = opts.verbose and tostring(err) or tostring(err):gsub("\nstack traceback:.*$", "")
     end
-    status = "failed"
   elseif run.failed then
     code, status = 1, "failed"
   end
   store:finish_run(run.id, status)
   run:emit({ event = "recap", status = status, hosts = run.hosts, order = run.order,
     elapsed = loop.now() - started, state = db_path })
+  if final then ui:error(final) end
   lock:unlock()
   store:close()
   return code

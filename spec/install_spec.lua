@@ -1,0 +1,27 @@
+local support = require("spec.support")
+local proc = require("orch.proc")
+
+describe("cmake --install", function()
+  it("installs a binary that finds its Lua library from the prefix, and ORCH_PATH adds more", function()
+    local prefix = support.tmpdir()
+    finally(function() support.remove_tree(prefix) end)
+    local build = support.bin:match("^(.*)/[^/]+$")
+    local res = proc.run({ "cmake", "--install", build, "--prefix", prefix })
+    assert.equals(0, res.code, res.stderr)
+    local fs = require("orch.core.fs")
+    assert.truthy(fs.stat(prefix .. "/share/orch/lua/orch/cli.lua"))
+    assert.truthy(fs.stat(prefix .. "/share/orch/providers"))
+
+    -- Run from elsewhere, with the source tree out of reach by name.
+    local out = proc.run({ prefix .. "/bin/orch", "-e", "print(require('orch.core.info').root)" }, { cwd = "/" })
+    assert.equals(0, out.code, out.stderr)
+    assert.equals(fs.realpath(prefix .. "/share/orch") .. "\n", out.stdout)
+    out = proc.run({ prefix .. "/bin/orch", "-e", "print(package.searchpath('orch.cli', package.path))" }, { cwd = "/" })
+    assert.equals(fs.realpath(prefix .. "/share/orch") .. "/lua/orch/cli.lua\n", out.stdout)
+
+    support.write(prefix .. "/extra.lua", "return { answer = 42 }\n")
+    out = proc.run({ prefix .. "/bin/orch", "-e", "print(require('extra').answer)" },
+      { cwd = "/", env = { ORCH_PATH = "/nonexistent:" .. prefix } })
+    assert.equals("42\n", out.stdout)
+  end)
+end)
