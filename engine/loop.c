@@ -511,13 +511,15 @@ static void new_class (lua_State *L, const char *name, const luaL_Reg *meta,
   lua_pop(L, 1);
 }
 
+/*
+** Before any thread exists: new threads copy the main thread's extra space,
+** where a task keeps its pointer, so it must say "no task".
+*/
+void orch_loop_init (lua_State *L) {
+  *(task **)lua_getextraspace(L) = NULL;
+}
+
 int luaopen_orch_core_loop (lua_State *L) {
-  lua_State *main_thread;
-  /* New threads copy the main thread's extra space: make it "no task". */
-  lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
-  main_thread = lua_tothread(L, -1);
-  lua_pop(L, 1);
-  *(task **)lua_getextraspace(main_thread) = NULL;
   orch_uv();
   new_class(L, TASK_MT, task_meta, task_methods);
   new_class(L, COND_MT, cond_meta, cond_methods);

@@ -124,6 +124,7 @@ int main (int argc, char **argv) {
     fputs("orch: cannot create the Lua state: out of memory\n", stderr);
     return 1;
   }
+  orch_loop_init(L);
   /* A collector that never rests, to shake out missing anchors in C. */
   if (getenv("ORCH_GC_STRESS")) lua_gc(L, LUA_GCINC, 0, 100, 0);
   luaL_openlibs(L);

@@ -21,6 +21,8 @@ const char *orch_errname (int err);
 /* ---- the event loop (loop.c) ---- */
 
 uv_loop_t *orch_uv (void);
+/* Once, on the new main thread, before any other thread is created. */
+void orch_loop_init (lua_State *L);
 
 /*
 ** A primitive that must wait embeds an orch_wait in its request, arms
