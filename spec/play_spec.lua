@@ -196,19 +196,13 @@ step("long", function() sh("echo $$ > %s/pid; exec sleep 30") end)
 step("never", function() end)
 ]]):format(dir))
     local p = assert(core.spawn({ argv = { support.bin, "play", dir .. "/site.lua" }, env = { NO_COLOR = "1" } }))
-    local fs = require("orch.core.fs")
-    for _ = 1, 200 do
-      if fs.stat(dir .. "/pid") and #support.read(dir .. "/pid") > 0 then break end
-      require("orch.core.loop").sleep(0.02)
-    end
-    local sleeper = support.read(dir .. "/pid"):match("%d+")
+    local sleeper = support.wait_for(dir .. "/pid", "\n"):match("%d+")
     assert(p:kill("INT"))
     local res = p:wait()
     assert.equals(130, res.code)
     assert.matches("orch: interrupted by SIGINT", res.stderr, 1, true)
     assert.is_nil(res.stdout:find("never", 1, true))
-    assert.is_nil(io.open("/proc/" .. sleeper .. "/cmdline") and
-      io.open("/proc/" .. sleeper .. "/cmdline"):read("a"):match("sleep"))
+    support.eventually(function() return not support.alive(sleeper) end, "killed: the sleep")
     local store = assert(state.open(dir .. "/.orch/state.db"))
     finally(function() store:close() end)
     assert.equals("interrupted", store:runs(1)[1].status)

@@ -25,13 +25,7 @@ local function zombies()
   return n
 end
 
-local function alive(pid)
-  local f = io.open("/proc/" .. pid .. "/stat")
-  if not f then return false end
-  local state = f:read("l"):match("^%d+ %b() (%S)")
-  f:close()
-  return state ~= "Z"
-end
+local alive = support.alive
 
 describe("orch.proc", function()
   it("reports exit codes and both streams", function()
@@ -122,11 +116,7 @@ describe("orch.proc", function()
     assert.equals("timed out after 0.5 s", proc.failure(r))
     -- The pipes close a moment before the kernel marks the process dead.
     local grandchild = support.read(pidfile):match("%d+")
-    for _ = 1, 100 do
-      if not alive(grandchild) then break end
-      task.sleep(0.02)
-    end
-    assert.is_false(alive(grandchild))
+    support.eventually(function() return not alive(grandchild) end, "killed: the grandchild")
   end)
 
   it("escalates to KILL when TERM is ignored", function()

@@ -24,25 +24,7 @@ local function start_orch(script, out)
   return pid
 end
 
--- Poll `path` until it holds `text`; its content.
-local function wait_for(path, text)
-  local deadline, data = loop.now() + 20, ""
-  while loop.now() < deadline do
-    local f = io.open(path, "rb")
-    if f then data = f:read("a"); f:close() end
-    if data:find(text, 1, true) then return data end
-    loop.sleep(0.05)
-  end
-  error(("no %q in %s after 20 s; it holds: %s"):format(text, path, data), 2)
-end
-
-local function alive(pid)
-  local f = io.open("/proc/" .. pid .. "/stat")
-  if not f then return false end
-  local st = f:read("l"):match("^%d+ %b() (%S)")
-  f:close()
-  return st ~= "Z"
-end
+local wait_for, alive = support.wait_for, support.alive
 
 describe("orch.core.state", function()
   local dir, db

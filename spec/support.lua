@@ -39,6 +39,38 @@ function M.pid()
   return tonumber(pid)
 end
 
+--- Is the process alive (a zombie counts as dead)?
+function M.alive(pid)
+  local f = io.open("/proc/" .. pid .. "/stat")
+  if not f then return false end
+  local st = f:read("l"):match("^%d+ %b() (%S)")
+  f:close()
+  return st ~= "Z"
+end
+
+--- Poll check() until it returns a true value (20 s at most), and return
+-- that value; for things another process does "soon", never for timings.
+function M.eventually(check, what)
+  local loop = require("orch.core.loop")
+  local deadline = loop.now() + 20
+  repeat
+    local v = check()
+    if v then return v end
+    loop.sleep(0.02)
+  until loop.now() > deadline
+  error(("still not %s after 20 s"):format(what), 2)
+end
+
+--- Poll `path` until it holds `text`; its content.
+function M.wait_for(path, text)
+  return M.eventually(function()
+    local f = io.open(path, "rb")
+    local data = f and f:read("a")
+    if f then f:close() end
+    return data and data:find(text, 1, true) and data
+  end, ("%q in %s"):format(text, path))
+end
+
 --- Run the orch binary: { code, signal, stdout, stderr }.
 -- The last argument may be an options table for orch.proc.run (env, cwd, stdin).
 function M.orch(...)
