@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <pwd.h>
 #include <sys/stat.h>
 
 #include "orch.h"
@@ -77,13 +78,23 @@ static void set_path (lua_State *L, const char *root) {
   lua_pop(L, 1);
 }
 
-/* orch.core.info: facts about this binary, for the Lua side. */
+/* orch.core.info: facts about this binary and process, for the Lua side. */
 static char info_root[PATH_MAX], info_exe[PATH_MAX];
 static int luaopen_info (lua_State *L) {
-  lua_createtable(L, 0, 3);
+  char host[256];
+  struct passwd *pw = getpwuid(getuid());
+  lua_createtable(L, 0, 6);
   lua_pushstring(L, ORCH_VERSION); lua_setfield(L, -2, "version");
   lua_pushstring(L, info_root); lua_setfield(L, -2, "root");
   lua_pushstring(L, info_exe); lua_setfield(L, -2, "exe");
+  lua_pushinteger(L, getpid()); lua_setfield(L, -2, "pid");
+  if (gethostname(host, sizeof host) == 0) {
+    host[sizeof host - 1] = '\0';
+    lua_pushstring(L, host); lua_setfield(L, -2, "hostname");
+  }
+  if (pw) lua_pushstring(L, pw->pw_name);
+  else lua_pushfstring(L, "uid %d", (int)getuid());
+  lua_setfield(L, -2, "user");
   return 1;
 }
 

@@ -33,10 +33,7 @@ end
 
 --- This process's pid.
 function M.pid()
-  local f = assert(io.open("/proc/self/stat"))
-  local pid = f:read("l"):match("^(%d+)")
-  f:close()
-  return tonumber(pid)
+  return require("orch.core.info").pid
 end
 
 --- Is the process alive (a zombie counts as dead)?

@@ -1,6 +1,9 @@
 -- state.lua: the state store's policy: schema and migrations, transactions,
 -- the run lock, runs and their events, on top of orch.core.state (SQLite).
 local core = require("orch.core.state")
+local fs = require("orch.core.fs")
+local loop = require("orch.core.loop")
+local info = require("orch.core.info")
 local cjson = require("cjson")
 
 local M = {}
@@ -40,57 +43,22 @@ M.migrations = {
 
 local FINISHED = { ok = true, failed = true, interrupted = true, aborted = true }
 
--- Wall-clock epoch seconds, fractional when the loop is there to tell.
-local clock
-local function now()
-  if clock == nil then
-    local ok, loop = pcall(require, "orch.core.loop")
-    clock = ok and type(loop) == "table" and loop.time or os.time
-  end
-  return clock()
-end
-
-local function read_file(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local data = f:read("a")
-  f:close()
-  return data
-end
-
-local function hostname()
-  local name = read_file("/proc/sys/kernel/hostname")
-  name = name and name:match("^%s*(.-)%s*$")
-  if name == nil or name == "" then name = os.getenv("HOSTNAME") end
-  return name ~= "" and name or nil
-end
-
--- Our pid without a C helper: /proc/self is whoever opens it.
-local function getpid()
-  local stat = read_file("/proc/self/stat")
-  return stat and math.tointeger(tonumber(stat:match("^(%d+)")))
-end
+local now = loop.time  -- wall-clock epoch seconds, fractional
 
 -- How this process was started, as a user would type it.
 local function cmdline()
-  local raw = read_file("/proc/self/cmdline") or ""
+  local f = io.open("/proc/self/cmdline", "rb")
+  local raw = f and f:read("a") or ""
+  if f then f:close() end
   local words = {}
   for w in raw:gmatch("[^%z]+") do words[#words + 1] = w end
   return #words > 0 and table.concat(words, " ") or "orch"
 end
 
--- $USER, else the passwd name of our real uid, else "uid N".
+-- $USER, else the account name of our uid.
 local function username()
   local user = os.getenv("USER")
-  if user and user ~= "" then return user end
-  local status = read_file("/proc/self/status") or ""
-  local uid = status:match("\nUid:%s*(%d+)")
-  if uid == nil then return "unknown" end
-  for line in (read_file("/etc/passwd") or ""):gmatch("[^\n]+") do
-    local name, id = line:match("^([^:]*):[^:]*:(%d+):")
-    if id == uid then return name end
-  end
-  return "uid " .. uid
+  return user and user ~= "" and user or info.user
 end
 
 -- A failure raised inside a transaction, returned as nil, msg, code by it.
@@ -183,7 +151,7 @@ function M.open(path)
   end
   local dir = path:match("^(.*)/[^/]*$")
   if dir and dir ~= "" and path ~= ":memory:" then
-    local ok, err, code = require("orch.core.fs").mkdir(dir, "0700")
+    local ok, err, code = fs.mkdir(dir, "0700")
     if ok == nil then return nil, err, code end
   end
   local db, err, code = core.open(path)
@@ -242,15 +210,13 @@ function Store:lock(opts)
   if type(timeout) ~= "number" or timeout < 0 then
     error("lock timeout must be a non-negative number", 2)
   end
-  local fs = require("orch.core.fs")
-  local loop = require("orch.core.loop")
   local lockpath = self.path .. ".lock"
   local waited, start = 0, loop.now()  -- monotonic
   while true do
     local lk, err, code = fs.lock(lockpath)
     if lk then
       local ok, werr, wcode = lk:write(cjson.encode({
-        pid = getpid(), hostname = hostname(), user = username(),
+        pid = info.pid, hostname = info.hostname, user = username(),
         since = now(), command = opts.command or cmdline(),
       }))
       if ok == nil then
@@ -284,8 +250,8 @@ function Store:begin_run(r)
                  .. " WHERE status = 'running'", t))
     must(db:exec("INSERT INTO runs (playbook, command, started, status, who,"
                  .. " hostname, pid) VALUES (?, ?, ?, 'running', ?, ?, ?)",
-                 r.playbook, r.command, t, r.who or username(), hostname(),
-                 getpid()))
+                 r.playbook, r.command, t, r.who or username(), info.hostname,
+                 info.pid))
     return db:last_id()
   end)
 end
