@@ -40,27 +40,32 @@ typedef struct task {
 
 static uv_loop_t *uvl;
 static uv_idle_t ready_idle;       /* active while tasks are ready */
-static uv_signal_t sigint, sigterm;
+static uv_async_t interrupt_wake; /* makes uv_run return on a signal */
+static lua_State *main_thread;
+static lua_State *volatile running;  /* the task thread running Lua, if any */
 static task *ready_head, *ready_tail;
 static int loop_depth;             /* uv_run nesting: must stay <= 1 */
-static int interrupted;
+static volatile sig_atomic_t interrupted;
 static int live_tasks;
 static orch_child children = {0, &children, &children};
 
 static void on_ready (uv_idle_t *h);
-static void on_signal (uv_signal_t *h, int signum);
+static void on_signal (int signum);
+static void on_interrupt_wake (uv_async_t *h);
 
 uv_loop_t *orch_uv (void) {
   if (uvl == NULL) {
     uvl = uv_default_loop();
     uv_idle_init(uvl, &ready_idle);
-    /* Signal handles must not keep the loop alive on their own. */
-    uv_signal_init(uvl, &sigint);
-    uv_signal_init(uvl, &sigterm);
-    uv_signal_start(&sigint, on_signal, SIGINT);
-    uv_signal_start(&sigterm, on_signal, SIGTERM);
-    uv_unref((uv_handle_t *)&sigint);
-    uv_unref((uv_handle_t *)&sigterm);
+    struct sigaction sa;
+    uv_async_init(uvl, &interrupt_wake, on_interrupt_wake);
+    uv_unref((uv_handle_t *)&interrupt_wake);  /* keeps nothing alive */
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
   }
   return uvl;
 }
@@ -87,11 +92,24 @@ static void kill_children (int sig) {
     if (c->pid > 0) kill(-c->pid, sig);
 }
 
+/* Raises in the Lua code that was running when the signal came. */
+static void on_interrupt_hook (lua_State *L, lua_Debug *ar) {
+  lua_sethook(L, NULL, 0, 0);
+  luaL_error(L, "interrupted");
+}
+
+static void on_interrupt_wake (uv_async_t *h) {
+  uv_stop(uvl);
+}
+
 /*
-** First Ctrl-C: stop the children (their waits then finish as killed) and
-** let the playbook unwind and record the run. Second: stop now.
+** A signal handler, so only async-signal-safe work: first Ctrl-C (or
+** SIGTERM) stops the children (their waits then end as killed), wakes the
+** loop, and makes Lua code that is busy computing raise "interrupted", as
+** lua.c does; the playbook unwinds and the run is recorded. A second one
+** kills the children and us, now.
 */
-static void on_signal (uv_signal_t *h, int signum) {
+static void on_signal (int signum) {
   if (interrupted) {
     kill_children(SIGKILL);
     signal(signum, SIG_DFL);
@@ -100,6 +118,11 @@ static void on_signal (uv_signal_t *h, int signum) {
   }
   interrupted = signum;
   kill_children(SIGTERM);
+  if (running || loop_depth == 0) {
+    lua_State *L = running ? running : main_thread;
+    lua_sethook(L, on_interrupt_hook, LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
+  }
+  uv_async_send(&interrupt_wake);
 }
 
 
@@ -123,44 +146,47 @@ void orch_wait_init (orch_wait *w) {
 }
 
 void orch_wake (orch_wait *w) {
+  if (w->done) return;  /* once: a task must never be queued twice */
   w->done = 1;
   if (w->task) ready_push(task_of(w->task));
   else uv_stop(uvl);  /* the top-level wait checks its flag after uv_run */
 }
 
-static void cond_unlink (waiter *wt);
+/* Abandons w (its cancel hook frees the request) and raises. */
+static int abandon (lua_State *L, orch_wait *w, const char *msg) {
+  if (w->cancel) w->cancel(w);
+  if (msg == NULL) {  /* interrupted: not the caller's fault, no position */
+    lua_pushliteral(L, "interrupted");
+    return lua_error(L);
+  }
+  return luaL_error(L, "%s", msg);
+}
 
 int orch_await (lua_State *L, orch_wait *w, lua_KContext ctx, lua_KFunction k) {
   task *t = task_of(L);
   orch_uv();
+  /* After Ctrl-C nothing new waits: every task unwinds promptly. */
+  if (interrupted) return abandon(L, w, NULL);
   if (t && t->T == L) {
-    if (!lua_isyieldable(L)) {
-      if (w->cancel) w->cancel(w);
-      return luaL_error(L, "cannot wait here: a task can't wait inside a "
+    if (!lua_isyieldable(L))
+      return abandon(L, w, "cannot wait here: a task can't wait inside a "
                            "metamethod or a C function such as table.sort");
-    }
     w->task = L;
     t->waiting = 1;
     return lua_yieldk(L, 0, ctx, k);
   }
-  if (loop_depth > 0) {
-    if (w->cancel) w->cancel(w);
-    return luaL_error(L, "cannot wait in a coroutine that orch did not start "
+  if (loop_depth > 0)
+    return abandon(L, w, "cannot wait in a coroutine that orch did not start "
                          "(use orch.task.spawn)");
-  }
   loop_depth++;
   while (!w->done) {
     int alive = uv_run(uvl, UV_RUN_ONCE);
     if (w->done) break;
     if (interrupted || !alive) {
       loop_depth--;
-      if (w->cancel) w->cancel(w);
-      if (interrupted) {  /* not the caller's fault: no position */
-        lua_pushstring(L, "interrupted");
-        return lua_error(L);
-      }
-      return luaL_error(L, "deadlock: waiting for something that nothing "
-                           "left running can do");
+      return abandon(L, w, interrupted ? NULL
+                     : "deadlock: waiting for something that nothing left "
+                       "running can do");
     }
   }
   loop_depth--;
@@ -193,7 +219,9 @@ static void task_resume (task *t) {
   t->started = 1;
   t->state = TASK_RUNNING;
   t->waiting = 0;
+  running = T;
   status = lua_resume(T, NULL, nargs, &nres);
+  running = NULL;
   if (status == LUA_YIELD) {
     if (t->waiting) t->state = TASK_WAITING;
     else {                  /* a bare coroutine.yield(): let others run */
@@ -448,7 +476,7 @@ static int loop_run (lua_State *L) {
   if (loop_depth > 0) return luaL_error(L, "loop.run: the loop is already running");
   orch_uv();
   loop_depth++;
-  while (uv_run(uvl, UV_RUN_DEFAULT) && !interrupted) {}
+  while (!interrupted && uv_run(uvl, UV_RUN_DEFAULT)) {}
   loop_depth--;
   lua_pushinteger(L, live_tasks);
   return 1;
@@ -517,6 +545,7 @@ static void new_class (lua_State *L, const char *name, const luaL_Reg *meta,
 */
 void orch_loop_init (lua_State *L) {
   *(task **)lua_getextraspace(L) = NULL;
+  main_thread = L;
 }
 
 int luaopen_orch_core_loop (lua_State *L) {

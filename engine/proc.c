@@ -106,7 +106,7 @@ static void on_read (uv_stream_t *s, ssize_t nread, const uv_buf_t *b) {
     close_once((uv_handle_t *)s);
   }
   if (p->waiting == WAIT_READ && nread != 0) orch_wake(&p->w);
-  else check_done(p);
+  check_done(p);
 }
 
 static void on_written (uv_write_t *req, int status) {
@@ -283,6 +283,8 @@ static int proc_spawn (lua_State *L) {
   int keep, r;
   luaL_checktype(L, 1, LUA_TTABLE);
   lua_settop(L, 1);
+  if (orch_interrupted())
+    return orch_failmsg(L, "INTERRUPTED", "not started: orch is interrupted");
   lua_newtable(L);                               /* [opts, keep] */
   keep = 2;
   memset(&o, 0, sizeof o);

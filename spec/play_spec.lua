@@ -207,4 +207,28 @@ step("never", function() end)
     finally(function() store:close() end)
     assert.equals("interrupted", store:runs(1)[1].status)
   end)
+
+  it("interrupts Lua code that is busy computing, and other tasks start nothing", function()
+    local core = require("orch.core.proc")
+    local dir = support.tmpdir()
+    finally(function() support.remove_tree(dir) end)
+    support.write(dir .. "/site.lua", ([[
+task.map({ 1, 2 }, 2, function(i)
+  step("busy " .. i, function()
+    if i == 2 then sh("touch %s/second") end
+    fs.write("%s/started", "yes\n")
+    local n = 0
+    while true do n = n + 1 end
+  end)
+end)
+]]):format(dir, dir))
+    local p = assert(core.spawn({ argv = { support.bin, "play", dir .. "/site.lua" }, env = { NO_COLOR = "1" } }))
+    support.wait_for(dir .. "/started", "yes")
+    assert(p:kill("INT"))
+    local res = p:wait()
+    assert.equals(130, res.code)
+    assert.matches("failed   local    busy 1", res.stdout, 1, true)
+    assert.matches("interrupted", res.stdout, 1, true)
+    assert.is_nil(require("orch.core.fs").stat(dir .. "/second"))
+  end)
 end)

@@ -65,6 +65,7 @@ local function environment(run, path, vars, forks)
     if type(name) ~= "string" then error("step needs a name (a string), got " .. type(name), 2) end
     if fn == nil then return function(f) return step(name, f) end end
     if type(fn) ~= "function" then error(("step '%s': expected a function, got %s"):format(name, type(fn)), 2) end
+    if loop.interrupted() then error(failure("interrupted"), 0) end
     local started = loop.now()
     local ok, result = xpcall(fn, traceback)
     local ev = { event = "step", host = "local", name = name, elapsed = loop.now() - started }
