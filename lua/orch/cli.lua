@@ -2,6 +2,7 @@
 -- Exit codes: 0 success, 1 the run failed, 2 usage or playbook error.
 local args = require("orch.args")
 local info = require("orch.core.info")
+local errors = require("orch.errors")
 
 local M = {}
 
@@ -21,7 +22,7 @@ run waits for the first (up to --lock-timeout), then gives up.]],
     { long = "--state", arg = "PATH", help = "state store file (default: .orch/state.db beside FILE)" },
     { long = "--lock-timeout", arg = "SECONDS", number = true, default = 30, help = "how long to wait for another run's lock (default 30)" },
     { long = "--forks", arg = "N", number = true, default = 50, help = "how many concurrent tasks a bounded map runs at once (default 50)" },
-    { short = "-v", long = "--verbose", help = "show tracebacks and command output" },
+    { short = "-v", long = "--verbose", help = "show Lua tracebacks with errors" },
     { short = "-h", long = "--help", help = "show this help" },
   },
   run = function(opts, rest)
@@ -90,10 +91,8 @@ local function finish_tasks()
   require("orch.core.loop").run()
 end
 
-local function report_error(err, verbose)
-  local msg = type(err) == "string" and err or ("(error object is a %s value)"):format(type(err))
-  if not verbose then msg = msg:gsub("\nstack traceback:.*$", "") end
-  io.stderr:write("orch: ", msg, "\n")
+local function report_error(err)
+  io.stderr:write("orch: ", errors.message(err, true), "\n")
 end
 
 --- Run a Lua file like lua5.4: arg[0] is the script, ... are its args.
@@ -106,18 +105,18 @@ function M.run_script(path, script_args)
   local argt = { [-1] = "lua", [-2] = info.exe, [0] = path }
   for i, a in ipairs(script_args) do argt[i] = a end
   _G.arg = argt
-  local ok, e = xpcall(chunk, debug.traceback, table.unpack(script_args))
-  if ok then ok, e = xpcall(finish_tasks, debug.traceback) end
-  if not ok then report_error(e, true); return 1 end
+  local ok, e = xpcall(chunk, errors.traceback, table.unpack(script_args))
+  if ok then ok, e = xpcall(finish_tasks, errors.traceback) end
+  if not ok then report_error(e); return 1 end
   return 0
 end
 
 local function run_code(code)
   local chunk, err = load(code, "=(command line)")
   if not chunk then io.stderr:write("orch: ", err, "\n"); return 2 end
-  local ok, e = xpcall(chunk, debug.traceback)
-  if ok then ok, e = xpcall(finish_tasks, debug.traceback) end
-  if not ok then report_error(e, true); return 1 end
+  local ok, e = xpcall(chunk, errors.traceback)
+  if ok then ok, e = xpcall(finish_tasks, errors.traceback) end
+  if not ok then report_error(e); return 1 end
   return 0
 end
 

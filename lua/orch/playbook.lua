@@ -7,6 +7,8 @@ local proc = require("orch.proc")
 local task = require("orch.task")
 local state = require("orch.state")
 local ui_mod = require("orch.ui")
+local errors = require("orch.errors")
+local traceback = errors.traceback
 
 local M = {}
 
@@ -47,11 +49,6 @@ function Run:count(host, status)
   end
   s[status] = s[status] + 1
   if status == "failed" then self.failed = true end
-end
-
-local function traceback(err)
-  if type(err) == "string" then return debug.traceback(err, 2) end
-  return err
 end
 
 --- The names a playbook sees: the DSL and the engine's libraries.
@@ -161,7 +158,7 @@ function M.run(path, opts)
       if not err.message:match("^step '.*' failed$") then final = err.message end
     else
       code = 2
-      final = opts.verbose and tostring(err) or tostring(err):gsub("\nstack traceback:.*$", "")
+      final = errors.message(err, opts.verbose)
     end
   elseif run.failed then
     code, status = 1, "failed"

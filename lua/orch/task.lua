@@ -1,6 +1,7 @@
 -- task.lua: concurrency for Lua code: spawn coroutines on the event loop,
 -- wait for them, and bound how many run at once.
 local loop = require("orch.core.loop")
+local errors = require("orch.errors")
 
 local M = {}
 
@@ -57,9 +58,6 @@ function semaphore:with(fn, ...)
   return table.unpack(res, 2, res.n)
 end
 
-local function traceback(err)
-  return type(err) == "string" and debug.traceback(err, 2) or err
-end
 
 --- fn(item, i) for every item, at most `limit` at once, each in its own
 -- task. Returns the results in item order: { ok, value | err } each, the
@@ -70,7 +68,7 @@ function M.map(items, limit, fn)
   for i, item in ipairs(items) do
     tasks[i] = loop.spawn(function()
       sem:acquire()
-      local ok, value = xpcall(fn, traceback, item, i)
+      local ok, value = xpcall(fn, errors.traceback, item, i)
       sem:release()
       return ok, value
     end)

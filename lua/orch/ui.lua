@@ -2,6 +2,7 @@
 -- NO_COLOR) or one JSON object per line with --json.
 local term = require("orch.core.term")
 local json = require("cjson")
+local errors = require("orch.errors")
 
 local M = {}
 
@@ -41,7 +42,7 @@ function human.step(self, ev)
   local line = ("  %s  %-8s %s  %s"):format(self:paint(ev.status, ("%-7s"):format(ev.status)),
     ev.host, ev.name, self:paint("dim", seconds(ev.elapsed)))
   if ev.error then
-    local msg = self.verbose and ev.error or ev.error:gsub("\nstack traceback:.*$", "")
+    local msg = errors.message(ev.error, self.verbose)
     line = line .. "\n" .. self:paint("failed", "    " .. msg:gsub("\n", "\n    "))
   end
   return line
