@@ -290,7 +290,15 @@ static int proc_spawn (lua_State *L) {
   memset(&o, 0, sizeof o);
   o.args = build_argv(L, 1, keep);               /* [opts, keep, argv] */
   o.file = o.args[0];
-  o.env = build_env(L, 1, keep);                 /* [opts, keep, argv, env] */
+  lua_getfield(L, 1, "env");
+  lua_getfield(L, 1, "clear_env");
+  if (lua_isnil(L, -2) && !lua_toboolean(L, -1)) {
+    lua_pop(L, 2);
+    lua_pushnil(L);                              /* inherit ours as it is */
+  } else {
+    lua_pop(L, 2);
+    o.env = build_env(L, 1, keep);
+  }                                              /* [opts, keep, argv, env] */
   cwd = opt_string(L, 1, "cwd", NULL);           /* [.., cwd] */
   input = opt_string(L, 1, "stdin", &input_len); /* [.., cwd, stdin] */
   if (cwd) {
