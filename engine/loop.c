@@ -1,6 +1,6 @@
 /*
 ** loop.c: orch.core.loop, the libuv event loop and the coroutine scheduler.
-** A task is a Lua thread; a primitive that must wait yields it (orch_wait)
+** A task is a Lua thread; a primitive that must wait yields it (orch_await)
 ** and the loop resumes it when libuv says the wait is over (orch_wake).
 */
 #include <signal.h>
@@ -55,9 +55,9 @@ static void on_interrupt_wake (uv_async_t *h);
 
 uv_loop_t *orch_uv (void) {
   if (uvl == NULL) {
+    struct sigaction sa;
     uvl = uv_default_loop();
     uv_idle_init(uvl, &ready_idle);
-    struct sigaction sa;
     uv_async_init(uvl, &interrupt_wake, on_interrupt_wake);
     uv_unref((uv_handle_t *)&interrupt_wake);  /* keeps nothing alive */
     memset(&sa, 0, sizeof sa);

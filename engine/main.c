@@ -102,7 +102,7 @@ static int msghandler (lua_State *L) {
   const char *msg = lua_tostring(L, 1);
   if (msg == NULL) msg = lua_pushfstring(L, "(error object is a %s value)",
                                          luaL_typename(L, 1));
-  luaL_traceback(L, L, msg, 1);
+  if (strstr(msg, "\nstack traceback:") == NULL) luaL_traceback(L, L, msg, 1);
   return 1;
 }
 
@@ -156,7 +156,8 @@ int main (int argc, char **argv) {
   lua_pushlightuserdata(L, argv);
   status = lua_pcall(L, 2, 1, -4);
   if (status != LUA_OK) {
-    /* orch.cli reports the user's errors itself: this is the engine's bug */
+    /* orch.cli reports the user's errors itself: this is the engine's bug,
+    ** and the message already holds its traceback */
     fprintf(stderr, "orch: internal error: %s\n", lua_tostring(L, -1));
     code = 1;
   } else {

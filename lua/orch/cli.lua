@@ -138,7 +138,15 @@ function M.main(argv)
   local opts, rest = args.parse(spec, table.move(argv, 2, #argv, 1, {}))
   if not opts then return M.usage_error(first, rest) end
   if opts.help then io.stdout:write(args.help(spec)); return 0 end
-  return spec.run(opts, rest)
+  -- Ctrl-C can land in the engine's own Lua code (the hook raises wherever
+  -- Lua runs): that is an interrupt, not an internal error.
+  local ok, code = xpcall(spec.run, debug.traceback, opts, rest)
+  if ok then return code end
+  if require("orch.core.loop").interrupted() then
+    io.stderr:write("orch: interrupted\n")
+    return 130
+  end
+  error(code, 0)
 end
 
 return M
