@@ -694,14 +694,8 @@ static const luaL_Reg fs_funcs[] = {
 };
 
 int luaopen_orch_core_fs (lua_State *L) {
-  luaL_newmetatable(L, GUARD_MT);  /* [gmt] */
-  luaL_setfuncs(L, guard_meta, 0);
-  lua_pop(L, 1);
-  luaL_newmetatable(L, LOCK_MT);   /* [mt] */
-  luaL_setfuncs(L, lock_meta, 0);
-  luaL_newlib(L, lock_methods);    /* [mt, methods] */
-  lua_setfield(L, -2, "__index");  /* [mt] */
-  lua_pop(L, 1);
+  orch_newclass(L, GUARD_MT, guard_meta, NULL);
+  orch_newclass(L, LOCK_MT, lock_meta, lock_methods);
   luaL_newlib(L, fs_funcs);        /* [fs] */
   return 1;
 }

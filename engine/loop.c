@@ -529,16 +529,6 @@ static const luaL_Reg loop_funcs[] = {
   {NULL, NULL}
 };
 
-static void new_class (lua_State *L, const char *name, const luaL_Reg *meta,
-                       const luaL_Reg *methods) {
-  luaL_newmetatable(L, name);        /* [mt] */
-  luaL_setfuncs(L, meta, 0);
-  lua_newtable(L);                   /* [mt, methods] */
-  luaL_setfuncs(L, methods, 0);
-  lua_setfield(L, -2, "__index");    /* [mt] */
-  lua_pop(L, 1);
-}
-
 /*
 ** Before any thread exists: new threads copy the main thread's extra space,
 ** where a task keeps its pointer, so it must say "no task".
@@ -550,8 +540,8 @@ void orch_loop_init (lua_State *L) {
 
 int luaopen_orch_core_loop (lua_State *L) {
   orch_uv();
-  new_class(L, TASK_MT, task_meta, task_methods);
-  new_class(L, COND_MT, cond_meta, cond_methods);
+  orch_newclass(L, TASK_MT, task_meta, task_methods);
+  orch_newclass(L, COND_MT, cond_meta, cond_methods);
   luaL_newlib(L, loop_funcs);
   return 1;
 }

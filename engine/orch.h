@@ -17,6 +17,10 @@ int orch_fail (lua_State *L, const char *subject, int err);
 int orch_failmsg (lua_State *L, const char *code, const char *fmt, ...);
 /* Symbolic name of an errno value ("ENOENT"), or "EUNKNOWN". */
 const char *orch_errname (int err);
+/* Registers metatable `name` with meta's metamethods and, unless NULL,
+** methods as its __index. Leaves the stack as it was. */
+void orch_newclass (lua_State *L, const char *name, const luaL_Reg *meta,
+                    const luaL_Reg *methods);
 
 /* ---- the event loop (loop.c) ---- */
 

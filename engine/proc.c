@@ -528,11 +528,7 @@ static const luaL_Reg proc_methods[] = {
 static const luaL_Reg proc_funcs[] = {{"spawn", proc_spawn}, {NULL, NULL}};
 
 int luaopen_orch_core_proc (lua_State *L) {
-  luaL_newmetatable(L, PROC_MT);   /* [mt] */
-  luaL_setfuncs(L, proc_meta, 0);
-  luaL_newlib(L, proc_methods);    /* [mt, methods] */
-  lua_setfield(L, -2, "__index");  /* [mt] */
-  lua_pop(L, 1);
+  orch_newclass(L, PROC_MT, proc_meta, proc_methods);
   luaL_newlib(L, proc_funcs);
   return 1;
 }

@@ -367,11 +367,7 @@ static const luaL_Reg db_methods[] = {{"exec", db_exec}, {"rows", db_rows},
 static const luaL_Reg state_funcs[] = {{"open", state_open}, {NULL, NULL}};
 
 int luaopen_orch_core_state (lua_State *L) {
-  luaL_newmetatable(L, DB_MT);    /* [mt] */
-  luaL_setfuncs(L, db_meta, 0);
-  luaL_newlib(L, db_methods);     /* [mt, methods] */
-  lua_setfield(L, -2, "__index"); /* [mt] */
-  lua_pop(L, 1);
+  orch_newclass(L, DB_MT, db_meta, db_methods);
   luaL_newlib(L, state_funcs);    /* [state] */
   lua_pushstring(L, sqlite3_libversion());
   lua_setfield(L, -2, "sqlite_version");

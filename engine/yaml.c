@@ -519,9 +519,7 @@ static const luaL_Reg yaml_funcs[] = {{"load", yaml_load},
   {"load_file_all", yaml_load_file_all}, {NULL, NULL}};
 
 int luaopen_orch_core_yaml (lua_State *L) {
-  luaL_newmetatable(L, YAML_MT);                    /* [mt] */
-  luaL_setfuncs(L, yaml_meta, 0);
-  lua_pop(L, 1);
+  orch_newclass(L, YAML_MT, yaml_meta, NULL);
   luaL_newlib(L, yaml_funcs);                       /* [yaml] */
   /* The light userdata NULL: the very value of cjson.null, so they mix. */
   lua_pushlightuserdata(L, NULL);

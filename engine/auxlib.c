@@ -1,6 +1,6 @@
 /*
-** fail.c: the expected-failure tuple every module returns:
-** nil, "subject: reason", "CODE".
+** auxlib.c: what every module shares: the expected-failure tuple
+** (nil, "subject: reason", "CODE") and userdata classes.
 */
 #include <errno.h>
 #include <stdarg.h>
@@ -42,4 +42,16 @@ int orch_failmsg (lua_State *L, const char *code, const char *fmt, ...) {
   va_end(ap);
   lua_pushstring(L, code);
   return 3;
+}
+
+void orch_newclass (lua_State *L, const char *name, const luaL_Reg *meta,
+                    const luaL_Reg *methods) {
+  luaL_newmetatable(L, name);        /* [mt] */
+  luaL_setfuncs(L, meta, 0);
+  if (methods) {
+    lua_newtable(L);                 /* [mt, methods] */
+    luaL_setfuncs(L, methods, 0);
+    lua_setfield(L, -2, "__index");  /* [mt] */
+  }
+  lua_pop(L, 1);                     /* [] */
 }
