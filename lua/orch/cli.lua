@@ -7,7 +7,7 @@ local errors = require("orch.errors")
 local M = {}
 
 local commands = {}
-local order = { "play", "lua", "version", "help" }
+local order = { "play", "history", "rollback", "config", "lua", "version", "help" }
 
 commands.play = {
   usage = "orch play FILE [options]",
@@ -18,6 +18,8 @@ The playbook is Lua. Its run is recorded in the state store, by default
 run waits for the first (up to --lock-timeout), then gives up.]],
   options = {
     { short = "-e", long = "--extra-vars", arg = "KEY=VALUE", multi = true, help = "set vars.KEY for the playbook (repeatable)" },
+    { long = "--check", help = "read and compare only: report what would change, change nothing" },
+    { long = "--diff", help = "show what changes: a unified diff of file contents, attribute by attribute for the rest" },
     { long = "--json", help = "print one JSON event per line instead of text" },
     { long = "--state", arg = "PATH", help = "state store file (default: .orch/state.db beside FILE)" },
     { long = "--lock-timeout", arg = "SECONDS", number = true, default = 30, help = "how long to wait for another run's lock (default 30)" },
@@ -29,6 +31,60 @@ run waits for the first (up to --lock-timeout), then gives up.]],
     if #rest ~= 1 then return M.usage_error("play", #rest == 0 and "missing FILE" or "too many arguments") end
     return require("orch.playbook").run(rest[1], opts)
   end,
+}
+
+local store_options = {
+  { long = "--state", arg = "PATH", help = "the state store (default: .orch/state.db here)" },
+  { short = "-f", long = "--file", arg = "PLAYBOOK", help = "use the state store beside this playbook" },
+}
+
+local function with(options, more)
+  local all = {}
+  for _, o in ipairs(options) do all[#all + 1] = o end
+  for _, o in ipairs(more) do all[#all + 1] = o end
+  all[#all + 1] = { short = "-h", long = "--help", help = "show this help" }
+  return all
+end
+
+commands.history = {
+  usage = "orch history [[HOST:]PATH] [options]",
+  summary = "List the recorded versions of a managed file (or every managed file).",
+  description = [[
+Every change orch makes to a file is recorded: content, mode, owner and
+group. Version 0 is what was there before orch first changed it.]],
+  options = with(store_options, { { long = "--json", help = "print JSON" } }),
+  run = function(opts, rest) return require("orch.versions").history(opts, rest) end,
+}
+
+commands.rollback = {
+  usage = "orch rollback [HOST:]PATH [--to N] | orch rollback --run RUN_ID",
+  summary = "Restore a managed file to an earlier version (or undo every file change of a run).",
+  description = [[
+Restores content, mode and ownership byte for byte, and records that as a
+new version. Without --to, the version before the latest. With --run, every
+file the run changed goes back to what it was before the run, newest first.]],
+  options = with(store_options, {
+    { long = "--to", arg = "N", number = true, help = "the version to restore" },
+    { long = "--run", arg = "RUN_ID", number = true, help = "undo the file changes of this run" },
+    { long = "--lock-timeout", arg = "SECONDS", number = true, default = 30, help = "how long to wait for another run's lock" },
+  }),
+  run = function(opts, rest) return require("orch.versions").rollback(opts, rest) end,
+}
+
+commands.config = {
+  usage = "orch config list | history NAME | rollback NAME [--to N]",
+  summary = "Named configurations (config \"name\" { ... } blocks): list, history, roll back.",
+  description = [[
+A config block's files are versioned together: a run that changes any of
+them makes a new version of the configuration. Rolling back restores every
+file to the version it had then; files added to it since go back to what
+was there before orch managed them.]],
+  options = with(store_options, {
+    { long = "--to", arg = "N", number = true, help = "the version to roll back to (default: the one before the latest)" },
+    { long = "--json", help = "print JSON (list, history)" },
+    { long = "--lock-timeout", arg = "SECONDS", number = true, default = 30, help = "how long to wait for another run's lock" },
+  }),
+  run = function(opts, rest) return require("orch.versions").config(opts, rest) end,
 }
 
 commands.lua = {

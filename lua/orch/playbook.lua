@@ -1,6 +1,6 @@
 -- playbook.lua: `orch play`: load a playbook into its own environment,
--- run it under the state store's lock, record and report every step, and
--- end with a recap.
+-- run it under the state store's lock, record and report every step and
+-- resource, run the notified handlers, and end with a recap.
 local loop = require("orch.core.loop")
 local fs = require("orch.core.fs")
 local proc = require("orch.proc")
@@ -8,64 +8,66 @@ local task = require("orch.task")
 local state = require("orch.state")
 local ui_mod = require("orch.ui")
 local errors = require("orch.errors")
-local traceback = errors.traceback
+local run_mod = require("orch.run")
+local resource = require("orch.resource")
+local providers = require("orch.providers")
+local secret = require("orch.secret")
+local config_mod = require("orch.config")
 
 local M = {}
 
--- A run failure already reported (a failed step, a failed command): exit 1,
--- unlike a plain Lua error in the playbook itself, which is the author's
--- mistake: exit 2.
-local Failure = { __tostring = function(f) return f.message end }
-
-local function failure(message)
-  return setmetatable({ message = message }, Failure)
-end
-
-local function is_failure(err) return getmetatable(err) == Failure end
+local failure, is_failure = run_mod.failure, run_mod.is_failure
+local traceback = errors.traceback
 
 local function dirname(path)
   return path:match("^(.*)/[^/]*$") or "."
 end
 
--- One run: stats per host, every event shown and stored.
-local Run = {}
-Run.__index = Run
+local function caller(level)
+  local info = debug.getinfo(level + 1, "Sl")
+  return info and ("%s:%d"):format(info.short_src, info.currentline) or "?"
+end
 
-function Run:emit(ev)
-  ev.run_id = self.id
-  self.ui:emit(ev)
-  if ev.event ~= "run_start" and ev.event ~= "recap" then
-    self.store:event(self.id, { host = ev.host, kind = ev.event, name = ev.name or ev.message,
-      status = ev.status, data = { elapsed = ev.elapsed, error = ev.error } })
+-- file { ... }: the DSL function of a resource type, loaded on first use.
+local function resource_function(run, tname)
+  local typedef
+  return function(attrs)
+    if not typedef then
+      local ok, t = pcall(providers.find, tname, run.playbook_dir)
+      if not ok then error(t, 2) end
+      typedef = t or error(("no resource type '%s'"):format(tname), 2)
+    end
+    local result = resource.call(run, tname, typedef, attrs, 2)  -- not a tail call: levels count this frame
+    return result
   end
 end
 
-function Run:count(host, status)
-  local s = self.hosts[host]
-  if not s then
-    s = { ok = 0, changed = 0, failed = 0 }
-    self.hosts[host] = s
-    self.order[#self.order + 1] = host
-  end
-  s[status] = s[status] + 1
-  if status == "failed" then self.failed = true end
-end
-
---- The names a playbook sees: the DSL and the engine's libraries.
+--- The names a playbook sees: the DSL, resource types and the engine's
+-- libraries. Resource types take precedence over Lua's globals of the
+-- same name (`package`): use _G.package for Lua's.
 local function environment(run, path, vars, forks)
   local env = setmetatable({}, { __index = _G })
 
   -- step "name" (fn) or step("name", fn): fn returns true when it changed
   -- something; an error marks the step failed and stops the playbook (or
-  -- the task it runs in).
+  -- the task it runs in). In check mode a step is skipped: its code could
+  -- change anything.
   local function step(name, fn)
     if type(name) ~= "string" then error("step needs a name (a string), got " .. type(name), 2) end
     if fn == nil then return function(f) return step(name, f) end end
     if type(fn) ~= "function" then error(("step '%s': expected a function, got %s"):format(name, type(fn)), 2) end
     if loop.interrupted() then error(failure("interrupted"), 0) end
+    local host = run:host().name
+    local ev = { event = "step", host = host, name = name }
+    if run.check then
+      ev.status, ev.elapsed = "skipped", 0
+      run:count(host, "skipped")
+      run:emit(ev)
+      return nil
+    end
     local started = loop.now()
     local ok, result = xpcall(fn, traceback)
-    local ev = { event = "step", host = "local", name = name, elapsed = loop.now() - started }
+    ev.elapsed = loop.now() - started
     if ok then
       ev.status = (result == true or result == "changed" or (type(result) == "table" and result.changed))
         and "changed" or "ok"
@@ -73,9 +75,11 @@ local function environment(run, path, vars, forks)
       ev.status = "failed"
       ev.error = is_failure(result) and result.message or tostring(result)
     end
-    run:count("local", ev.status)
-    run:emit(ev)
-    if not ok then error(failure(("step '%s' failed"):format(name)), 0) end
+    if not (ev.status == "failed" and is_failure(result) and result.reported) then
+      run:count(host, ev.status)
+      run:emit(ev)
+    end
+    if not ok then error(failure(("step '%s' failed"):format(name), true), 0) end
     return result
   end
 
@@ -86,8 +90,7 @@ local function environment(run, path, vars, forks)
     if not res then error(failure(err), 2) end
     if not res.ok then
       local tail = res.stderr:gsub("%s+$", ""):sub(-400)
-      local where = debug.getinfo(2, "Sl")
-      error(failure(("%s:%d: command failed (%s): %s%s"):format(where.short_src, where.currentline,
+      error(failure(("%s: command failed (%s): %s%s"):format(caller(2),
         proc.failure(res), type(cmd) == "string" and cmd or proc.display({ argv = cmd }),
         tail ~= "" and ("\n" .. tail) or "")), 2)
     end
@@ -97,14 +100,50 @@ local function environment(run, path, vars, forks)
   local function log(...)
     local parts = table.pack(...)
     for i = 1, parts.n do parts[i] = tostring(parts[i]) end
-    run:emit({ event = "log", host = "local", message = table.concat(parts, "\t", 1, parts.n) })
+    run:emit({ event = "log", host = run:host().name, message = table.concat(parts, "\t", 1, parts.n) })
+  end
+
+  -- handler "restart app" (function(h) ... end): runs once at the end of
+  -- the playbook if a changed resource notified it.
+  local function handler(name, fn)
+    if type(name) ~= "string" then error("handler needs a name (a string), got " .. type(name), 2) end
+    if fn == nil then return function(f) return handler(name, f) end end
+    if type(fn) ~= "function" then error(("handler '%s': expected a function, got %s"):format(name, type(fn)), 2) end
+    run:add_handler(name, fn, caller(2))
+  end
+
+  -- config "name" { function() ... end }: the resources inside form a
+  -- configuration with its own version counter (orch config ...).
+  local function config(name)
+    if type(name) ~= "string" or not name:match("^[%w_.%-]+$") then
+      error("config needs a name of letters, digits, '_', '.', '-'", 2)
+    end
+    return function(body)
+      local fn = type(body) == "function" and body or (type(body) == "table" and body[1])
+      if type(fn) ~= "function" then error(("config '%s': expected a function"):format(name), 2) end
+      if run.config then error(("config '%s' inside config '%s'"):format(name, run.config.name), 2) end
+      run.config = config_mod.begin(run, name)
+      local ok, err = xpcall(fn, traceback)
+      local cfg = run.config
+      run.config = nil
+      if not ok then error(err, 0) end
+      local version = cfg:finish()
+      if version then
+        run:emit({ event = "config", host = run:host().name, name = name, version = version })
+      end
+      return version
+    end
   end
 
   env.step, env.sh, env.log, env.print = step, sh, log, log
+  env.handler, env.config, env.secret = handler, config, secret.new
   env.vars = vars
-  env.playbook = { file = path, dir = dirname(path), run_id = run.id, forks = forks }
+  env.playbook = { file = path, dir = dirname(path), run_id = run.id, forks = forks, check = run.check }
   env.fs, env.proc, env.task = fs, proc, task
   env.yaml, env.json = require("orch.core.yaml"), require("cjson")
+  for _, tname in ipairs(providers.names(run.playbook_dir)) do
+    if rawget(env, tname) == nil then env[tname] = resource_function(run, tname) end
+  end
   return env
 end
 
@@ -118,13 +157,9 @@ local function parse_vars(list)
   return vars
 end
 
-local function command_line(path)
-  return "orch play " .. path
-end
-
 --- Run the playbook at path; returns the exit code.
 function M.run(path, opts)
-  local ui = ui_mod.new({ json = opts.json, verbose = opts.verbose })
+  local ui = ui_mod.new({ json = opts.json, verbose = opts.verbose, diff = opts.diff })
   local vars, verr = parse_vars(opts.extra_vars)
   if not vars then ui:error(verr); return 2 end
   local st = fs.stat(path)
@@ -136,17 +171,20 @@ function M.run(path, opts)
   local db_path = opts.state or (dirname(path) .. "/.orch/state.db")
   local store, serr = state.open(db_path)
   if not store then ui:error(serr); return 1 end
-  local lock, lock_err = store:lock({ timeout = opts.lock_timeout, command = command_line(path) })
+  local command = "orch play " .. path .. (opts.check and " --check" or "")
+  local lock, lock_err = store:lock({ timeout = opts.lock_timeout, command = command })
   if not lock then store:close(); ui:error(lock_err); return 1 end
 
-  local run = setmetatable({ ui = ui, store = store, hosts = {}, order = {}, failed = false }, Run)
-  run.id = store:begin_run({ playbook = path, command = command_line(path) })
+  local run = run_mod.new({ ui = ui, store = store, check = opts.check, diff = opts.diff,
+    playbook_dir = dirname(path) })
+  run.id = store:begin_run({ playbook = path, command = command })
   local started = loop.now()
-  run:emit({ event = "run_start", playbook = path })
+  run:emit({ event = "run_start", playbook = path, check = opts.check or nil })
 
   debug.setupvalue(chunk, 1, environment(run, path, vars, math.tointeger(opts.forks) or 50))
   local ok, err = xpcall(chunk, traceback)
   if ok then ok, err = xpcall(loop.run, traceback) end
+  if ok then ok, err = xpcall(run.run_handlers, traceback, run) end
 
   local code, status, final = 0, "ok", nil
   if loop.interrupted() then
@@ -155,7 +193,7 @@ function M.run(path, opts)
     status = "failed"
     if is_failure(err) then
       code = 1
-      if not err.message:match("^step '.*' failed$") then final = err.message end
+      if not err.reported then final = err.message end
     else
       code = 2
       final = errors.message(err, opts.verbose)
@@ -163,10 +201,11 @@ function M.run(path, opts)
   elseif run.failed then
     code, status = 1, "failed"
   end
+  run:flush()
   store:finish_run(run.id, status)
-  run:emit({ event = "recap", status = status, hosts = run.hosts, order = run.order,
+  run:emit({ event = "recap", status = status, hosts = run.hosts, order = run.order, check = opts.check or nil,
     elapsed = loop.now() - started, state = db_path })
-  if final then ui:error(final) end
+  if final then ui:error(secret.scrub(final)) end
   lock:unlock()
   store:close()
   return code

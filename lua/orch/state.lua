@@ -39,6 +39,51 @@ M.migrations = {
     );
     CREATE INDEX events_run_seq ON events (run_id, seq);
   ]],
+  -- 2: versions of managed files (content deduplicated by hash) and of
+  -- named configurations
+  [[
+    CREATE TABLE blobs (
+      sha256  TEXT PRIMARY KEY,
+      content BLOB NOT NULL
+    );
+    CREATE TABLE file_versions (
+      id       INTEGER PRIMARY KEY,
+      host     TEXT NOT NULL,
+      path     TEXT NOT NULL,
+      version  INTEGER NOT NULL,
+      state    TEXT NOT NULL CHECK (state IN ('file', 'absent')),
+      sha256   TEXT,
+      stored   INTEGER NOT NULL DEFAULT 1,
+      size     INTEGER,
+      mode     INTEGER,
+      uid      INTEGER,
+      gid      INTEGER,
+      owner    TEXT,
+      grp      TEXT,
+      run_id   INTEGER REFERENCES runs(id),
+      time     REAL NOT NULL,
+      action   TEXT NOT NULL CHECK (action IN ('original', 'apply', 'rollback')),
+      resource TEXT,
+      UNIQUE (host, path, version)
+    );
+    CREATE INDEX file_versions_run ON file_versions (run_id);
+    CREATE TABLE configs (
+      id      INTEGER PRIMARY KEY,
+      name    TEXT NOT NULL,
+      version INTEGER NOT NULL,
+      run_id  INTEGER REFERENCES runs(id),
+      time    REAL NOT NULL,
+      action  TEXT NOT NULL CHECK (action IN ('apply', 'rollback')),
+      UNIQUE (name, version)
+    );
+    CREATE TABLE config_files (
+      config_id INTEGER NOT NULL REFERENCES configs(id) ON DELETE CASCADE,
+      host      TEXT NOT NULL,
+      path      TEXT NOT NULL,
+      version   INTEGER NOT NULL,
+      PRIMARY KEY (config_id, host, path)
+    );
+  ]],
 }
 
 local FINISHED = { ok = true, failed = true, interrupted = true, aborted = true }

@@ -7,6 +7,7 @@ local errors = require("orch.errors")
 local M = {}
 
 local colors = { ok = "32", changed = "33", failed = "31", skipped = "36", bold = "1", dim = "2" }
+-- a step or resource line: status, host, what, elapsed
 
 local ui = {}
 ui.__index = ui
@@ -20,7 +21,7 @@ function M.new(opts)
     color = not opts.json and term.isatty("stdout") and (no_color == nil or no_color == "")
   end
   return setmetatable({
-    json = opts.json, verbose = opts.verbose, color = color,
+    json = opts.json, verbose = opts.verbose, diff = opts.diff, color = color,
     out = opts.out or io.stdout, err = opts.err or io.stderr,
   }, ui)
 end
@@ -35,7 +36,8 @@ local function seconds(s) return ("%.2fs"):format(s or 0) end
 local human = {}
 
 function human.run_start(self, ev)
-  return self:paint("bold", ("PLAYBOOK %s"):format(ev.playbook)) .. self:paint("dim", ("  (run %d)"):format(ev.run_id))
+  return self:paint("bold", ("PLAYBOOK %s"):format(ev.playbook))
+    .. self:paint("dim", ("  (run %d%s)"):format(ev.run_id, ev.check and ", check mode" or ""))
 end
 
 function human.step(self, ev)
@@ -46,6 +48,44 @@ function human.step(self, ev)
     line = line .. "\n" .. self:paint("failed", "    " .. msg:gsub("\n", "\n    "))
   end
   return line
+end
+
+local function value(v)
+  if v == nil then return "(none)" end
+  return tostring(v)
+end
+
+function human.resource(self, ev)
+  local line = ("  %s  %-8s %s %s  %s"):format(self:paint(ev.status, ("%-7s"):format(ev.status)),
+    ev.host, ev.type, ev.name, self:paint("dim", seconds(ev.elapsed)))
+  if ev.error then
+    line = line .. "\n" .. self:paint("failed", "    " .. errors.message(ev.error, self.verbose):gsub("\n", "\n    "))
+  end
+  if self.diff and ev.changes then
+    for _, c in ipairs(ev.changes) do
+      if not (c.attr == "content" and ev.diff) then
+        line = line .. ("\n      %s: %s -> %s"):format(c.attr, value(c.from), value(c.to))
+      end
+    end
+    if ev.diff and ev.diff ~= "" then
+      local body = ev.diff:gsub("\n$", ""):gsub("[^\n]+", function(l)
+        local style = l:match("^%+%+%+") and "bold" or l:match("^%-%-%-") and "bold"
+          or l:match("^%+") and "ok" or l:match("^%-") and "failed" or l:match("^@@") and "skipped"
+        return "      " .. (style and self:paint(style, l) or l)
+      end)
+      line = line .. "\n" .. body
+    end
+  end
+  return line
+end
+
+function human.handler(self, ev)
+  return ("  %s  %-8s %s"):format(self:paint("bold", ("%-7s"):format("handler")), ev.host, ev.name)
+end
+
+function human.config(self, ev)
+  return ("  %s  %-8s config %s is now version %d"):format(self:paint("bold", ("%-7s"):format("config")),
+    ev.host, ev.name, ev.version)
 end
 
 function human.log(self, ev)
@@ -60,10 +100,12 @@ function human.recap(self, ev)
       local text = ("%s=%d"):format(name, s[name])
       return s[name] > 0 and self:paint(name, text) or text
     end
-    lines[#lines + 1] = ("  %-12s %s  %s  %s"):format(host, field("ok"), field("changed"), field("failed"))
+    lines[#lines + 1] = ("  %-12s %s  %s  %s  %s"):format(host, field("ok"), field("changed"),
+      field("failed"), field("skipped"))
   end
-  lines[#lines + 1] = ("  %s in %s; run %d recorded in %s"):format(
-    self:paint(ev.status == "ok" and "ok" or "failed", ev.status), seconds(ev.elapsed), ev.run_id, ev.state)
+  lines[#lines + 1] = ("  %s in %s; run %d recorded in %s%s"):format(
+    self:paint(ev.status == "ok" and "ok" or "failed", ev.status), seconds(ev.elapsed), ev.run_id, ev.state,
+    ev.check and " (check mode: nothing was changed)" or "")
   return table.concat(lines, "\n")
 end
 

@@ -1,0 +1,94 @@
+-- secret.lua: values marked secret(v): shown as "(sensitive)" everywhere
+-- and scrubbed from any text orch emits or stores.
+local M = {}
+
+local Secret = { __name = "orch.secret" }
+local plain = setmetatable({}, { __mode = "k" })  -- secret -> its value
+local known = {}      -- every secret value seen in this process, for scrubbing
+local count = 0
+
+function Secret.__tostring() return "(sensitive)" end
+
+--- Mark a value secret. Strings built from a secret with .. stay secret.
+function M.new(value)
+  if getmetatable(value) == Secret then return value end
+  if type(value) ~= "string" and type(value) ~= "number" then
+    error("secret() takes a string or a number, got " .. type(value), 2)
+  end
+  value = tostring(value)
+  local s = setmetatable({}, Secret)
+  plain[s] = value
+  if value ~= "" and not known[value] then
+    known[value] = true
+    count = count + 1
+  end
+  return s
+end
+
+function Secret.__concat(a, b)
+  return M.new(M.reveal(a) .. M.reveal(b))
+end
+
+function Secret.__eq(a, b) return M.reveal(a) == M.reveal(b) end
+
+function Secret.__len(s) return #plain[s] end
+
+function M.is(v) return getmetatable(v) == Secret end
+
+--- The value behind a secret (anything else is returned as is).
+function M.reveal(v)
+  if getmetatable(v) == Secret then return plain[v] end
+  return v
+end
+
+--- A copy of t with every secret revealed, and whether there was one.
+function M.reveal_deep(t, seen)
+  if getmetatable(t) == Secret then return plain[t], true end
+  if type(t) ~= "table" then return t, false end
+  seen = seen or {}
+  if seen[t] then return seen[t], false end
+  local copy, any = {}, false
+  seen[t] = copy
+  for k, v in pairs(t) do
+    local rv, s = M.reveal_deep(v, seen)
+    copy[k] = rv
+    any = any or s
+  end
+  return copy, any
+end
+
+--- Does text hold any secret's value?
+function M.contains(text)
+  if count == 0 or type(text) ~= "string" then return false end
+  for value in pairs(known) do
+    if text:find(value, 1, true) then return true end
+  end
+  return false
+end
+
+local function scrub_string(text)
+  for value in pairs(known) do
+    local from = 1
+    while true do
+      local i, j = text:find(value, from, true)
+      if not i then break end
+      text = text:sub(1, i - 1) .. "(sensitive)" .. text:sub(j + 1)
+      from = i + #"(sensitive)"
+    end
+  end
+  return text
+end
+
+--- v with every secret value replaced by "(sensitive)": strings, and the
+-- strings inside tables (a scrubbed copy; v itself is left alone).
+function M.scrub(v)
+  if count == 0 then return v end
+  if getmetatable(v) == Secret then return "(sensitive)" end
+  if type(v) == "string" then return scrub_string(v) end
+  if type(v) ~= "table" then return v end
+  local copy = {}
+  for k, x in pairs(v) do copy[k] = M.scrub(x) end
+  return copy
+end
+
+return M

@@ -1,0 +1,26 @@
+-- providers/file.lua: a file's content (given, or copied from a file on
+-- the control machine), mode and ownership. The engine compares, validates,
+-- backs up, writes atomically and records each version.
+local fs = require("orch.core.fs")
+
+return {
+  file = {
+    file = true,
+    schema = {
+      path     = { type = "string", required = true },
+      content  = { type = "string" },
+      src      = { type = "string" },   -- beside the playbook, or in files/
+      mode     = { type = "mode" },
+      owner    = { type = "string" },
+      group    = { type = "string" },
+      backup   = { type = "boolean", default = false },
+      validate = { type = { "string", "function" } },
+    },
+    -- nil: the content is not managed, only mode and ownership
+    content = function(ctx, want)
+      if want.content and want.src then error("file: give content or src, not both", 0) end
+      if want.src then return assert(fs.read(ctx.source(want.src, "files"))) end
+      return want.content
+    end,
+  },
+}
