@@ -1,7 +1,8 @@
 #!/bin/sh
 # run.sh: orch's foundation figures, each as a ratio against a peer measured
 # in the same run (these machines are noisy): start-up vs lua5.4, 2,000
-# processes vs xargs -P 50, and the memory of 10,000 sleeping coroutines.
+# processes vs xargs -P 50, the memory of 10,000 sleeping coroutines, and
+# 1,000 file resources (files.sh).
 set -eu
 cd "$(dirname "$0")/.."
 ORCH=${ORCH:-build/orch}
@@ -32,3 +33,4 @@ print(('start-up      orch -e \'\' %6.2f ms   lua5.4 -e \'\' %6.2f ms   ratio %.
 print(('processes     2,000 x true, 50 at a time: orch %6.0f ms   xargs -P 50 %6.0f ms   ratio %.2fx  (target <= 1.5x)'):format(procs * 1e3, xargs * 1e3, procs / xargs))
 print(('coroutines    10,000 sleeping: %.1f MB RSS (%.1f MB before spawning)  (target < 30 MB)'):format(rss, base))
 "
+bench/files.sh
