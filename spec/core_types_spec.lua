@@ -8,9 +8,9 @@ describe("core resource types", function()
   before_each(function() dir = support.tmpdir() end)
   after_each(function() support.remove_tree(dir) end)
 
-  -- Play body (with %s replaced by dir); returns the result.
+  -- Play body (with {dir} replaced by dir); returns the result.
   local function play(body, ...)
-    support.write(dir .. "/site.lua", (body:gsub("%%s", dir)))
+    support.write(dir .. "/site.lua", (body:gsub("{dir}", dir)))
     return support.orch("play", dir .. "/site.lua", "--state", dir .. "/state.db", ...)
   end
 
@@ -21,7 +21,7 @@ describe("core resource types", function()
       assert(fs.mkdir(dir .. "/files"))
       support.write(dir .. "/files/motd", "welcome\n")
       support.write(dir .. "/motd", "old motd\n")
-      local body = 'file { "%s/motd", src = "motd", backup = true }\n'
+      local body = 'file { "{dir}/motd", src = "motd", backup = true }\n'
       local res = play(body)
       assert.equals(0, res.code, res.stdout .. res.stderr)
       assert.equals("welcome\n", support.read(dir .. "/motd"))
@@ -33,14 +33,14 @@ describe("core resource types", function()
 
     it("never installs content that fails validation", function()
       support.write(dir .. "/app.json", '{"ok": true}\n')
-      local res = play('file { "%s/app.json", content = "{\\"a\\": 1,\\n \\"b\\" 2}", validate = "json" }\n')
+      local res = play('file { "{dir}/app.json", content = "{\\"a\\": 1,\\n \\"b\\" 2}", validate = "json" }\n')
       assert.equals(1, res.code)
       assert.matches("invalid JSON at line 2", res.stdout, 1, true)
       assert.matches("the file was not changed", res.stdout, 1, true)
       assert.equals('{"ok": true}\n', support.read(dir .. "/app.json"))
-      res = play('file { "%s/run.sh", content = "echo ok\\n", validate = "sh -n %%s" }\n')
+      res = play('file { "{dir}/run.sh", content = "echo ok\\n", validate = "sh -n %s" }\n')
       assert.equals(0, res.code, res.stdout)
-      res = play('file { "%s/v", content = "x", validate = function(c) return c == "y", "want y" end }\n')
+      res = play('file { "{dir}/v", content = "x", validate = function(c) return c == "y", "want y" end }\n')
       assert.equals(1, res.code)
       assert.matches("want y", res.stdout, 1, true)
       assert.is_nil(fs.stat(dir .. "/v"))
@@ -48,7 +48,7 @@ describe("core resource types", function()
 
     it("manages only mode and ownership when no content is given", function()
       support.write(dir .. "/f", "keep me")
-      local res = play('file { "%s/f", mode = "0600", owner = "nobody" }\n')
+      local res = play('file { "{dir}/f", mode = "0600", owner = "nobody" }\n')
       assert.equals(0, res.code, res.stdout)
       local st = fs.stat(dir .. "/f")
       assert.same({ octal("600"), "nobody", "keep me" }, { st.mode, st.user, support.read(dir .. "/f") })
@@ -56,7 +56,7 @@ describe("core resource types", function()
 
     it("refuses to write over a directory", function()
       assert(fs.mkdir(dir .. "/d"))
-      local res = play('file { "%s/d", content = "x" }\n')
+      local res = play('file { "{dir}/d", content = "x" }\n')
       assert.equals(1, res.code)
       assert.matches(dir .. "/d is a directory, not a file", res.stdout, 1, true)
     end)
@@ -64,13 +64,13 @@ describe("core resource types", function()
 
   describe("directory", function()
     it("creates parents with a mode, and with recurse fixes ownership below", function()
-      local res = play('directory { "%s/a/b/c", mode = "0750" }\n')
+      local res = play('directory { "{dir}/a/b/c", mode = "0750" }\n')
       assert.equals(0, res.code, res.stdout)
       assert.equals(octal("750"), fs.stat(dir .. "/a/b/c").mode)
-      assert.equals("ok=1  changed=0  failed=0  skipped=0", recap(play('directory { "%s/a/b/c", mode = "0750" }\n')))
+      assert.equals("ok=1  changed=0  failed=0  skipped=0", recap(play('directory { "{dir}/a/b/c", mode = "0750" }\n')))
       support.write(dir .. "/a/b/c/file", "x")
       assert(fs.mkdir(dir .. "/a/b/c/sub", "0700"))
-      local body = 'directory { "%s/a", owner = "nobody", mode = "0755", recurse = true }\n'
+      local body = 'directory { "{dir}/a", owner = "nobody", mode = "0755", recurse = true }\n'
       res = play(body)
       assert.equals(0, res.code, res.stdout)
       assert.equals("nobody", fs.stat(dir .. "/a/b/c/file").user)
@@ -81,7 +81,7 @@ describe("core resource types", function()
 
     it("fails when a file is in the way", function()
       support.write(dir .. "/f", "")
-      local res = play('directory { "%s/f" }\n')
+      local res = play('directory { "{dir}/f" }\n')
       assert.equals(1, res.code)
       assert.matches(dir .. "/f exists and is a file, not a directory", res.stdout, 1, true)
     end)
@@ -89,17 +89,17 @@ describe("core resource types", function()
 
   describe("symlink", function()
     it("points a link, repoints it atomically, and replaces a file only with force", function()
-      local res = play('symlink { "%s/current", to = "/releases/1" }\n')
+      local res = play('symlink { "{dir}/current", to = "/releases/1" }\n')
       assert.equals(0, res.code, res.stdout)
       assert.equals("/releases/1", fs.readlink(dir .. "/current"))
-      assert.equals("ok=1  changed=0  failed=0  skipped=0", recap(play('symlink { "%s/current", to = "/releases/1" }\n')))
-      play('symlink { "%s/current", to = "/releases/2" }\n')
+      assert.equals("ok=1  changed=0  failed=0  skipped=0", recap(play('symlink { "{dir}/current", to = "/releases/1" }\n')))
+      play('symlink { "{dir}/current", to = "/releases/2" }\n')
       assert.equals("/releases/2", fs.readlink(dir .. "/current"))
       support.write(dir .. "/plain", "file")
-      res = play('symlink { "%s/plain", to = "/x" }\n')
+      res = play('symlink { "{dir}/plain", to = "/x" }\n')
       assert.equals(1, res.code)
       assert.matches("set force = true", res.stdout, 1, true)
-      res = play('symlink { "%s/plain", to = "/x", force = true }\n')
+      res = play('symlink { "{dir}/plain", to = "/x", force = true }\n')
       assert.equals(0, res.code, res.stdout)
       assert.equals("/x", fs.readlink(dir .. "/plain"))
     end)
@@ -112,22 +112,22 @@ describe("core resource types", function()
       assert(fs.mkdir(dir .. "/keep"))
       support.write(dir .. "/keep/f", "x")
       assert(fs.symlink(dir .. "/keep", dir .. "/link"))
-      local res = play('absent { "%s/tree" }\nabsent { "%s/link" }\n')
+      local res = play('absent { "{dir}/tree" }\nabsent { "{dir}/link" }\n')
       assert.equals(0, res.code, res.stdout)
       assert.is_nil(fs.stat(dir .. "/tree"))
       assert.is_nil(fs.lstat(dir .. "/link"))
       assert.equals("x", support.read(dir .. "/keep/f"))
-      assert.equals("ok=2  changed=0  failed=0  skipped=0", recap(play('absent { "%s/tree" }\nabsent { "%s/link" }\n')))
+      assert.equals("ok=2  changed=0  failed=0  skipped=0", recap(play('absent { "{dir}/tree" }\nabsent { "{dir}/link" }\n')))
     end)
   end)
 
   describe("command", function()
     it("honours creates, removes, unless and onlyif", function()
       local body = [[
-command { "echo x >> %s/log; touch %s/made", creates = "%s/made" }
-command { "echo removes >> %s/log", removes = "%s/nothing-here" }
-command { "echo unless >> %s/log", unless = "true" }
-command { "echo onlyif >> %s/log", onlyif = "false" }
+command { "echo x >> {dir}/log; touch {dir}/made", creates = "{dir}/made" }
+command { "echo removes >> {dir}/log", removes = "{dir}/nothing-here" }
+command { "echo unless >> {dir}/log", unless = "true" }
+command { "echo onlyif >> {dir}/log", onlyif = "false" }
 ]]
       local res = play(body)
       assert.equals(0, res.code, res.stdout)
@@ -138,7 +138,7 @@ command { "echo onlyif >> %s/log", onlyif = "false" }
 
     it("returns its output, takes env and cwd, and fails with stderr", function()
       local res = play([[
-local r = command { "echo $GREETING from $(pwd)", env = { GREETING = "hi" }, cwd = "%s" }
+local r = command { "echo $GREETING from $(pwd)", env = { GREETING = "hi" }, cwd = "{dir}" }
 log("got: " .. r.stdout)
 command { { "sh", "-c", "echo broken >&2; exit 3" } }
 ]])

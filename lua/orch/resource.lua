@@ -32,13 +32,15 @@ local function shown(spec, v)
 end
 
 --- The attributes want sets that have differs on: { attr, from, to }.
--- The positional key and attributes marked `diff = false` don't count.
+-- The positional key, `state` (the engine's: present or absent) and
+-- attributes marked `diff = false` don't count.
 function M.default_diff(typedef, want, have)
   local changes = {}
   local key = schema.positional(typedef.schema)
   for attr, spec in pairs(typedef.schema) do
     local v = want[attr]
-    if attr ~= key and spec.diff ~= false and v ~= nil and not deep_equal(v, have and have[attr]) then
+    if attr ~= key and attr ~= "state" and spec.diff ~= false and v ~= nil
+        and not deep_equal(v, have and have[attr]) then
       changes[#changes + 1] = { attr = attr, from = shown(spec, have and have[attr]), to = shown(spec, v) }
     end
   end
@@ -85,8 +87,14 @@ local function converge_file(ctx, typedef, want, label)
 
   local diff
   if new_content and run.diff then
-    diff = require("orch.textdiff").unified(have and have.content, content,
-      { from = st and path or "/dev/null", to = path })
+    -- a single-line secret is scrubbed from the diff like from any event;
+    -- a multi-line one can't be found once each line has its +/- prefix
+    if secret.contains(content, true) or (have and secret.contains(have.content, true)) then
+      diff = "(diff hidden: the content holds a secret)\n"
+    else
+      diff = require("orch.textdiff").unified(have and have.content, content,
+        { from = st and path or "/dev/null", to = path })
+    end
   end
   if new_content and want.validate then
     local ok, why = require("orch.validate").check(want.validate, content, {
@@ -94,7 +102,7 @@ local function converge_file(ctx, typedef, want, label)
       run = function(cmd) return h:exec(cmd, { check = false }) end,
       write_temp = function(data) return h:temp_file(data) end,
     })
-    if not ok then error(("%s: %s; the file was not changed"):format(path, why), 0) end
+    if not ok then error(why .. "; the file was not changed", 0) end
   end
   if ctx.check then return { changed = true, changes = changes, diff = diff } end
 
@@ -123,7 +131,7 @@ local function converge(ctx, typedef, want, label)
   if want.state == "absent" and typedef.schema.state then
     if have == nil then return { changed = false } end
     if not typedef.delete then error(ctx.type .. " cannot delete (its type has no delete)", 0) end
-    if not ctx.check then typedef.delete(ctx, have) end
+    if not ctx.check then typedef.delete(ctx, have, want) end
     return { changed = true, changes = { { attr = "state", from = "present", to = "absent" } } }
   end
   local changes
@@ -150,12 +158,15 @@ local function hide_secrets(changes, wrapped, typedef)
   return changes
 end
 
--- A file on the control machine named by a playbook: absolute, or beside
--- the playbook, or in its `subdir` folder (templates/, files/).
+-- A file on the control machine named by a playbook: absolute, or in the
+-- playbook's `subdir` folder (templates/, files/), or beside it, as
+-- Ansible looks for them.
 local function find_source(run, rel, subdir)
   if rel:sub(1, 1) == "/" then return rel end
   local base = run.playbook_dir or "."
-  for _, candidate in ipairs({ base .. "/" .. rel, subdir and (base .. "/" .. subdir .. "/" .. rel) }) do
+  local candidates = { base .. "/" .. rel }
+  if subdir then table.insert(candidates, 1, base .. "/" .. subdir .. "/" .. rel) end
+  for _, candidate in ipairs(candidates) do
     if fs.stat(candidate) then return candidate end
   end
   error(("%s: no such file beside the playbook%s"):format(rel,
@@ -182,8 +193,9 @@ function M.call(run, tname, typedef, attrs, level)
   if loop.interrupted() then error(run_mod.failure("interrupted"), 0) end
 
   local plain = secret.reveal_deep(want)
+  local logs = {}  -- shown after the resource's own line
   local ctx = { host = h, check = run.check, type = tname, run = run, playbook_dir = run.playbook_dir,
-    log = function(msg) run:emit({ event = "log", host = h.name, message = msg }) end,
+    log = function(msg) logs[#logs + 1] = msg end,
     source = function(rel, subdir) return find_source(run, rel, subdir) end }
   local started = loop.now()
   local ok, res = xpcall(converge, errors.traceback, ctx, typedef, plain, label)
@@ -200,6 +212,7 @@ function M.call(run, tname, typedef, attrs, level)
   end
   run:count(h.name, ev.status)
   run:emit(ev)
+  for _, msg in ipairs(logs) do run:emit({ event = "log", host = h.name, message = msg }) end
   if not ok then error(run_mod.failure(("%s failed"):format(label), true), 0) end
   if res.changed and meta.notify then run:notify(meta.notify, ("%s (%s)"):format(label, where)) end
   if res.file and run.config then run.config:touch(h, res.file, res.changed, label) end

@@ -140,8 +140,8 @@ function M.check(tname, schema, attrs, level)
       if spec.required then error(("%s: missing required attribute '%s'"):format(label, k), level) end
     else
       if spec.type and not type_ok(spec.type, v) then
-        error(("%s: attribute '%s' must be %s, got %s"):format(label, k, describe_type(spec.type),
-          (type(v) .. " " .. show(v)):gsub(" $", "")), level)
+        local got = is_list(v) and next(v) ~= nil and "a list" or (type(v) .. " " .. show(v)):gsub(" $", "")
+        error(("%s: attribute '%s' must be %s, got %s"):format(label, k, describe_type(spec.type), got), level)
       end
       if spec.enum then
         local found = false
@@ -150,6 +150,10 @@ function M.check(tname, schema, attrs, level)
           error(("%s: attribute '%s' must be one of %s; got %s"):format(label, k,
             table.concat(spec.enum, ", "), show(v)), level)
         end
+      end
+      if spec.check then
+        local ok, why = spec.check(v)
+        if not ok then error(("%s: attribute '%s' %s"):format(label, k, why or "is not valid"), level) end
       end
       if spec.type == "mode" then want[k] = to_mode(v)
       elseif spec.type == "string" and type(v) == "number" then want[k] = tostring(v) end

@@ -57,11 +57,12 @@ function M.reveal_deep(t, seen)
   return copy, any
 end
 
---- Does text hold any secret's value?
-function M.contains(text)
+--- Does text hold any secret's value (only the multi-line ones, with
+-- multiline: those scrubbing can't find once text is reshaped by lines)?
+function M.contains(text, multiline)
   if count == 0 or type(text) ~= "string" then return false end
   for value in pairs(known) do
-    if text:find(value, 1, true) then return true end
+    if (not multiline or value:find("\n", 1, true)) and text:find(value, 1, true) then return true end
   end
   return false
 end

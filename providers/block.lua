@@ -1,0 +1,239 @@
+-- providers/block.lua: a block of lines between two marker lines in a
+-- file, the rest of the file left as it is, as Ansible's blockinfile does
+-- it. Each block's name goes into its markers, so several coexist.
+-- `after` and `before` are Lua patterns, not regexes (`%` escapes).
+local secret = require("orch.secret")
+
+-- The file as { text, eol } records: text without its line ending, eol
+-- "\n", "\r\n" or "" (a last line without one). Each line keeps its own
+-- ending, so a CRLF file, or a mixed one, comes back as it was.
+local function split(content)
+  local lines, pos = {}, 1
+  while pos <= #content do
+    local nl = content:find("\n", pos, true)
+    local text = content:sub(pos, (nl or #content + 1) - 1)
+    local eol = nl and "\n" or ""
+    if nl and text:sub(-1) == "\r" then text, eol = text:sub(1, -2), "\r\n" end
+    lines[#lines + 1] = { text = text, eol = eol }
+    pos = (nl or #content) + 1
+  end
+  return lines
+end
+
+-- The ending new lines get: the file's first one, "\n" for a new file.
+local function newline_of(lines)
+  for _, l in ipairs(lines) do
+    if l.eol ~= "" then return l.eol end
+  end
+  return "\n"
+end
+
+-- Back to text. Only the last line may lack an ending, and it does exactly
+-- when the original file's did: a block added at the end keeps the file's
+-- final-newline state.
+local function join(lines, final_newline, nl)
+  local out = {}
+  for i, l in ipairs(lines) do
+    local eol = l.eol
+    if i < #lines and eol == "" then eol = nl end
+    if i == #lines then eol = final_newline and (eol ~= "" and eol or nl) or "" end
+    out[#out + 1] = l.text .. eol
+  end
+  return table.concat(out)
+end
+
+-- Why a pattern is malformed, or nil. Lua only notices a flaw when a
+-- match gets as far as it ("100%" never fails against "abc"), so the
+-- pattern is walked once up front.
+local function pattern_flaw(p)
+  local i = p:sub(1, 1) == "^" and 2 or 1
+  local open, closed, count = {}, {}, 0   -- captures: numbers still open, closed, how many
+  while i <= #p do
+    local c = p:sub(i, i)
+    if c == "%" then
+      local n = p:sub(i + 1, i + 1)
+      if n == "" then return "ends with '%'" end
+      if n == "b" and #p < i + 3 then return "missing arguments to '%b'" end
+      if n == "f" and p:sub(i + 2, i + 2) ~= "[" then return "missing '[' after '%f'" end
+      if n:find("%d") and not closed[tonumber(n)] then return "invalid capture index %" .. n end
+      i = i + (n == "b" and 4 or 2)
+    elseif c == "(" then
+      count = count + 1
+      open[#open + 1] = count
+      i = i + 1
+    elseif c == ")" then
+      if #open == 0 then return "invalid pattern capture" end
+      closed[table.remove(open)] = true
+      i = i + 1
+    elseif c == "[" then
+      local j = i + 1
+      if p:sub(j, j) == "^" then j = j + 1 end
+      j = j + (p:sub(j, j) == "%" and 2 or 1)   -- a ']' right after '[' is literal
+      while j <= #p and p:sub(j, j) ~= "]" do j = j + (p:sub(j, j) == "%" and 2 or 1) end
+      if j > #p then return "missing ']'" end
+      i = j + 1
+    else
+      i = i + 1
+    end
+  end
+  if #open > 0 then return "unfinished capture" end
+end
+
+-- A matcher for a pattern a user wrote: a malformed one is their error,
+-- named with the attribute, not a Lua traceback.
+local function finder(path, attr, pattern)
+  if not pattern then return nil end
+  local flaw = pattern_flaw(pattern)
+  local function bad(why)
+    error(("%s: %s is not a valid Lua pattern (%q): %s"):format(path, attr, pattern, why), 0)
+  end
+  if flaw then bad(flaw) end
+  return function(text)
+    local ok, found = pcall(string.find, text, pattern)
+    if not ok then bad((tostring(found):gsub("^.-:%d+: ", ""))) end
+    return found ~= nil
+  end
+end
+
+-- The two marker lines. gsub with a function: a name holding "%" must
+-- not be read as a replacement pattern.
+local function markers(want)
+  local function marker(mark)
+    return (want.marker:gsub("{(%w+)}", function(k)
+      if k == "mark" then return mark end
+      if k == "name" then return want.name end
+    end))
+  end
+  return marker("BEGIN"), marker("END")
+end
+
+-- Where the markers are: both indexes, or neither. Half a block (a marker
+-- edited away by hand) is refused, not guessed at: replacing from there
+-- to the end of the file, or adding a second block, would both be wrong
+-- more often than right.
+local function find_block(path, lines, first, last)
+  local b, e
+  for i, l in ipairs(lines) do
+    if not b and l.text == first then b = i
+    elseif b and l.text == last then e = i; break end
+  end
+  if b and not e then
+    error(("%s: line %d is %q but no %q follows it; mend the file by hand"):format(path, b, first, last), 0)
+  end
+  if not b then
+    for i, l in ipairs(lines) do
+      if l.text == last then
+        error(("%s: line %d is %q but no %q precedes it; mend the file by hand"):format(path, i, last, first), 0)
+      end
+    end
+  end
+  return b, e
+end
+
+-- Where a new block goes: after the last line matching `after`, before
+-- the first matching `before`, else (no anchor, or none found) at the end.
+local function insert_at(lines, is_after, is_before)
+  if is_after then
+    for i = #lines, 1, -1 do
+      if is_after(lines[i].text) then return i + 1 end
+    end
+  elseif is_before then
+    for i = 1, #lines do
+      if is_before(lines[i].text) then return i end
+    end
+  end
+  return #lines + 1
+end
+
+-- The block's lines, ending as the file's do. One final newline of the
+-- block is its ending, not an empty line.
+local function body_lines(block, nl)
+  if block == "" then return {} end
+  local lines = split((block:gsub("\r?\n$", "")) .. "\n")
+  local texts = {}
+  for i, l in ipairs(lines) do
+    l.eol = nl
+    texts[i] = l.text
+  end
+  -- orch hides a secret from diffs and history by its literal value: a
+  -- multi-line one in a CRLF file is no longer there as such, so the
+  -- block as written becomes a secret too.
+  local written = table.concat(texts, nl)
+  if written ~= block and secret.contains(block) then secret.new(written) end
+  return lines
+end
+
+-- The file's content with want applied: a function of the two alone.
+local function edit(content, want)
+  local lines = split(content)
+  local final_newline = #lines == 0 or lines[#lines].eol ~= ""
+  local nl = newline_of(lines)
+  local first, last = markers(want)
+  -- Made (and so checked) up front: a bad anchor is an error even on a
+  -- run that does not need it.
+  local is_after, is_before = finder(want.path, "after", want.after), finder(want.path, "before", want.before)
+  local b, e = find_block(want.path, lines, first, last)
+
+  local new = {}
+  if want.state == "present" then
+    new[1] = { text = first, eol = nl }
+    for _, l in ipairs(body_lines(want.block, nl)) do new[#new + 1] = l end
+    new[#new + 1] = { text = last, eol = nl }
+  end
+
+  local out = {}
+  if b then
+    for i = 1, b - 1 do out[#out + 1] = lines[i] end
+    for _, l in ipairs(new) do out[#out + 1] = l end
+    for i = e + 1, #lines do out[#out + 1] = lines[i] end
+    return join(out, final_newline, nl)
+  end
+  if want.state == "absent" then return content end
+  local at = insert_at(lines, is_after, is_before)
+  for i, l in ipairs(new) do table.insert(lines, at + i - 1, l) end
+  return join(lines, final_newline, nl)
+end
+
+return {
+  block = {
+    file = true,
+    schema = {
+      path     = { type = "string", required = true },
+      block    = { type = "string" },   -- the lines between the markers; required when present
+      name     = { type = "string", default = "orch" },
+      -- {mark} becomes BEGIN or END, {name} the name
+      marker   = { type = "string", default = "# {mark} orch managed block: {name}" },
+      state    = { type = "string", enum = { "present", "absent" }, default = "present" },
+      -- Lua patterns placing a new block: after the last line matching,
+      -- before the first; not found: the end. before = "^" puts it first.
+      after    = { type = "string" },
+      before   = { type = "string" },
+      create   = { type = "boolean", default = false },
+      mode     = { type = "mode" },
+      owner    = { type = "string" },
+      group    = { type = "string" },
+      backup   = { type = "boolean", default = false },
+      validate = { type = { "string", "function" } },
+    },
+    content = function(ctx, want, have)
+      local path = want.path
+      if not want.marker:find("{mark}", 1, true) then
+        error(("%s: marker must contain {mark} (BEGIN and END would be the same line): %q")
+          :format(path, want.marker), 0)
+      end
+      if want.marker:find("[\r\n]") or want.name:find("[\r\n]") then
+        error(("%s: marker and name must be on one line"):format(path), 0)
+      end
+      if want.after and want.before then error(("%s: give after or before, not both"):format(path), 0) end
+      if want.state == "present" and not want.block then
+        error(("%s: block is required when state is present"):format(path), 0)
+      end
+      if not have then
+        if want.state == "absent" then return nil end
+        if not want.create then error(("%s does not exist (set create = true to create it)"):format(path), 0) end
+        return edit("", want)
+      end
+      return edit(have.content, want)
+    end,
+  },
+}
