@@ -8,14 +8,8 @@ describe("block", function()
   before_each(function() dir = support.tmpdir() end)
   after_each(function() support.remove_tree(dir) end)
 
-  -- Run a playbook whose body names the temp dir as $D (not %s: bodies
-  -- hold Lua patterns).
-  local function play(body, ...)
-    support.write(dir .. "/site.lua", (body:gsub("%$D", function() return dir end)))
-    return support.orch("play", dir .. "/site.lua", "--state", dir .. "/state.db", ...)
-  end
-
-  local function recap(res) return res.stdout:match("ok=%d+  changed=%d+  failed=%d+  skipped=%d+") end
+  local function play(body, ...) return support.play(dir, body, ...) end
+  local recap = support.recap
 
   -- Write `before` to $D/f, play body, assert the file became `after`,
   -- then that a second run changes nothing.

@@ -8,20 +8,15 @@ describe("core resource types", function()
   before_each(function() dir = support.tmpdir() end)
   after_each(function() support.remove_tree(dir) end)
 
-  -- Play body (with {dir} replaced by dir); returns the result.
-  local function play(body, ...)
-    support.write(dir .. "/site.lua", (body:gsub("{dir}", dir)))
-    return support.orch("play", dir .. "/site.lua", "--state", dir .. "/state.db", ...)
-  end
-
-  local function recap(res) return res.stdout:match("ok=%d+  changed=%d+  failed=%d+  skipped=%d+") end
+  local function play(body, ...) return support.play(dir, body, ...) end
+  local recap = support.recap
 
   describe("file", function()
     it("copies src from the playbook's files/ folder, keeps a backup, and is idempotent", function()
       assert(fs.mkdir(dir .. "/files"))
       support.write(dir .. "/files/motd", "welcome\n")
       support.write(dir .. "/motd", "old motd\n")
-      local body = 'file { "{dir}/motd", src = "motd", backup = true }\n'
+      local body = 'file { "$D/motd", src = "motd", backup = true }\n'
       local res = play(body)
       assert.equals(0, res.code, res.stdout .. res.stderr)
       assert.equals("welcome\n", support.read(dir .. "/motd"))
@@ -33,14 +28,14 @@ describe("core resource types", function()
 
     it("never installs content that fails validation", function()
       support.write(dir .. "/app.json", '{"ok": true}\n')
-      local res = play('file { "{dir}/app.json", content = "{\\"a\\": 1,\\n \\"b\\" 2}", validate = "json" }\n')
+      local res = play('file { "$D/app.json", content = "{\\"a\\": 1,\\n \\"b\\" 2}", validate = "json" }\n')
       assert.equals(1, res.code)
       assert.matches("invalid JSON at line 2", res.stdout, 1, true)
       assert.matches("the file was not changed", res.stdout, 1, true)
       assert.equals('{"ok": true}\n', support.read(dir .. "/app.json"))
-      res = play('file { "{dir}/run.sh", content = "echo ok\\n", validate = "sh -n %s" }\n')
+      res = play('file { "$D/run.sh", content = "echo ok\\n", validate = "sh -n %s" }\n')
       assert.equals(0, res.code, res.stdout)
-      res = play('file { "{dir}/v", content = "x", validate = function(c) return c == "y", "want y" end }\n')
+      res = play('file { "$D/v", content = "x", validate = function(c) return c == "y", "want y" end }\n')
       assert.equals(1, res.code)
       assert.matches("want y", res.stdout, 1, true)
       assert.is_nil(fs.stat(dir .. "/v"))
@@ -48,7 +43,7 @@ describe("core resource types", function()
 
     it("manages only mode and ownership when no content is given", function()
       support.write(dir .. "/f", "keep me")
-      local res = play('file { "{dir}/f", mode = "0600", owner = "nobody" }\n')
+      local res = play('file { "$D/f", mode = "0600", owner = "nobody" }\n')
       assert.equals(0, res.code, res.stdout)
       local st = fs.stat(dir .. "/f")
       assert.same({ octal("600"), "nobody", "keep me" }, { st.mode, st.user, support.read(dir .. "/f") })
@@ -56,7 +51,7 @@ describe("core resource types", function()
 
     it("refuses to write over a directory", function()
       assert(fs.mkdir(dir .. "/d"))
-      local res = play('file { "{dir}/d", content = "x" }\n')
+      local res = play('file { "$D/d", content = "x" }\n')
       assert.equals(1, res.code)
       assert.matches(dir .. "/d is a directory, not a file", res.stdout, 1, true)
     end)
@@ -64,13 +59,13 @@ describe("core resource types", function()
 
   describe("directory", function()
     it("creates parents with a mode, and with recurse fixes ownership below", function()
-      local res = play('directory { "{dir}/a/b/c", mode = "0750" }\n')
+      local res = play('directory { "$D/a/b/c", mode = "0750" }\n')
       assert.equals(0, res.code, res.stdout)
       assert.equals(octal("750"), fs.stat(dir .. "/a/b/c").mode)
-      assert.equals("ok=1  changed=0  failed=0  skipped=0", recap(play('directory { "{dir}/a/b/c", mode = "0750" }\n')))
+      assert.equals("ok=1  changed=0  failed=0  skipped=0", recap(play('directory { "$D/a/b/c", mode = "0750" }\n')))
       support.write(dir .. "/a/b/c/file", "x")
       assert(fs.mkdir(dir .. "/a/b/c/sub", "0700"))
-      local body = 'directory { "{dir}/a", owner = "nobody", mode = "0755", recurse = true }\n'
+      local body = 'directory { "$D/a", owner = "nobody", mode = "0755", recurse = true }\n'
       res = play(body)
       assert.equals(0, res.code, res.stdout)
       assert.equals("nobody", fs.stat(dir .. "/a/b/c/file").user)
@@ -81,7 +76,7 @@ describe("core resource types", function()
 
     it("fails when a file is in the way", function()
       support.write(dir .. "/f", "")
-      local res = play('directory { "{dir}/f" }\n')
+      local res = play('directory { "$D/f" }\n')
       assert.equals(1, res.code)
       assert.matches(dir .. "/f exists and is a file, not a directory", res.stdout, 1, true)
     end)
@@ -89,17 +84,17 @@ describe("core resource types", function()
 
   describe("symlink", function()
     it("points a link, repoints it atomically, and replaces a file only with force", function()
-      local res = play('symlink { "{dir}/current", to = "/releases/1" }\n')
+      local res = play('symlink { "$D/current", to = "/releases/1" }\n')
       assert.equals(0, res.code, res.stdout)
       assert.equals("/releases/1", fs.readlink(dir .. "/current"))
-      assert.equals("ok=1  changed=0  failed=0  skipped=0", recap(play('symlink { "{dir}/current", to = "/releases/1" }\n')))
-      play('symlink { "{dir}/current", to = "/releases/2" }\n')
+      assert.equals("ok=1  changed=0  failed=0  skipped=0", recap(play('symlink { "$D/current", to = "/releases/1" }\n')))
+      play('symlink { "$D/current", to = "/releases/2" }\n')
       assert.equals("/releases/2", fs.readlink(dir .. "/current"))
       support.write(dir .. "/plain", "file")
-      res = play('symlink { "{dir}/plain", to = "/x" }\n')
+      res = play('symlink { "$D/plain", to = "/x" }\n')
       assert.equals(1, res.code)
       assert.matches("set force = true", res.stdout, 1, true)
-      res = play('symlink { "{dir}/plain", to = "/x", force = true }\n')
+      res = play('symlink { "$D/plain", to = "/x", force = true }\n')
       assert.equals(0, res.code, res.stdout)
       assert.equals("/x", fs.readlink(dir .. "/plain"))
     end)
@@ -112,22 +107,22 @@ describe("core resource types", function()
       assert(fs.mkdir(dir .. "/keep"))
       support.write(dir .. "/keep/f", "x")
       assert(fs.symlink(dir .. "/keep", dir .. "/link"))
-      local res = play('absent { "{dir}/tree" }\nabsent { "{dir}/link" }\n')
+      local res = play('absent { "$D/tree" }\nabsent { "$D/link" }\n')
       assert.equals(0, res.code, res.stdout)
       assert.is_nil(fs.stat(dir .. "/tree"))
       assert.is_nil(fs.lstat(dir .. "/link"))
       assert.equals("x", support.read(dir .. "/keep/f"))
-      assert.equals("ok=2  changed=0  failed=0  skipped=0", recap(play('absent { "{dir}/tree" }\nabsent { "{dir}/link" }\n')))
+      assert.equals("ok=2  changed=0  failed=0  skipped=0", recap(play('absent { "$D/tree" }\nabsent { "$D/link" }\n')))
     end)
   end)
 
   describe("command", function()
     it("honours creates, removes, unless and onlyif", function()
       local body = [[
-command { "echo x >> {dir}/log; touch {dir}/made", creates = "{dir}/made" }
-command { "echo removes >> {dir}/log", removes = "{dir}/nothing-here" }
-command { "echo unless >> {dir}/log", unless = "true" }
-command { "echo onlyif >> {dir}/log", onlyif = "false" }
+command { "echo x >> $D/log; touch $D/made", creates = "$D/made" }
+command { "echo removes >> $D/log", removes = "$D/nothing-here" }
+command { "echo unless >> $D/log", unless = "true" }
+command { "echo onlyif >> $D/log", onlyif = "false" }
 ]]
       local res = play(body)
       assert.equals(0, res.code, res.stdout)
@@ -138,7 +133,7 @@ command { "echo onlyif >> {dir}/log", onlyif = "false" }
 
     it("returns its output, takes env and cwd, and fails with stderr", function()
       local res = play([[
-local r = command { "echo $GREETING from $(pwd)", env = { GREETING = "hi" }, cwd = "{dir}" }
+local r = command { "echo $GREETING from $(pwd)", env = { GREETING = "hi" }, cwd = "$D" }
 log("got: " .. r.stdout)
 command { { "sh", "-c", "echo broken >&2; exit 3" } }
 ]])

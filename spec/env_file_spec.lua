@@ -9,13 +9,8 @@ describe("env_file", function()
   before_each(function() dir = support.tmpdir() end)
   after_each(function() support.remove_tree(dir) end)
 
-  -- Run a playbook whose body names the temp dir as $D.
-  local function play(body, ...)
-    support.write(dir .. "/site.lua", (body:gsub("%$D", function() return dir end)))
-    return support.orch("play", dir .. "/site.lua", "--state", dir .. "/state.db", ...)
-  end
-
-  local function recap(res) return res.stdout:match("ok=%d+  changed=%d+  failed=%d+  skipped=%d+") end
+  local function play(body, ...) return support.play(dir, body, ...) end
+  local recap = support.recap
 
   it("writes sorted KEY=value lines under a header, then finds nothing to change", function()
     local body = 'env_file { "$D/app.env", mode = "0600",\n'

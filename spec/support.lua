@@ -68,6 +68,18 @@ function M.wait_for(path, text)
   end, ("%q in %s"):format(text, path))
 end
 
+--- Play `body` as dir/site.lua with $D in it replaced by dir, keeping
+-- the state store in dir/state.db; extra arguments go to orch play.
+function M.play(dir, body, ...)
+  M.write(dir .. "/site.lua", (body:gsub("%$D", function() return dir end)))
+  return M.orch("play", dir .. "/site.lua", "--state", dir .. "/state.db", ...)
+end
+
+--- The counts of a run's recap: "ok=1  changed=0  failed=0  skipped=0".
+function M.recap(res)
+  return res.stdout:match("ok=%d+  changed=%d+  failed=%d+  skipped=%d+")
+end
+
 --- Run the orch binary: { code, signal, stdout, stderr }.
 -- The last argument may be an options table for orch.proc.run (env, cwd, stdin).
 function M.orch(...)
