@@ -96,7 +96,6 @@ return {
   block = {
     file = true,
     schema = {
-      path     = { type = "string", required = true },
       block    = { type = "string" },   -- the lines between the markers; required when present
       name     = { type = "string", default = "orch" },
       -- {mark} becomes BEGIN or END, {name} the name
@@ -107,11 +106,6 @@ return {
       after    = { type = "string" },
       before   = { type = "string" },
       create   = { type = "boolean", default = false },
-      mode     = { type = "mode" },
-      owner    = { type = "string" },
-      group    = { type = "string" },
-      backup   = { type = "boolean", default = false },
-      validate = { type = { "string", "function" } },
     },
     content = function(ctx, want, have)
       local path = want.path

@@ -60,15 +60,9 @@ return {
   env_file = {
     file = true,
     schema = {
-      path     = { type = "string", required = true },
       vars     = { type = "map", required = true },
       -- "" writes no header
       header   = { type = "string", default = "# Managed by orch: changes here are overwritten" },
-      mode     = { type = "mode" },
-      owner    = { type = "string" },
-      group    = { type = "string" },
-      backup   = { type = "boolean", default = false },
-      validate = { type = { "string", "function" } },
     },
     content = function(ctx, want) return render(want) end,
   },

@@ -7,14 +7,8 @@ return {
   file = {
     file = true,
     schema = {
-      path     = { type = "string", required = true },
       content  = { type = "string" },
       src      = { type = "string" },   -- beside the playbook, or in files/
-      mode     = { type = "mode" },
-      owner    = { type = "string" },
-      group    = { type = "string" },
-      backup   = { type = "boolean", default = false },
-      validate = { type = { "string", "function" } },
     },
     -- nil: the content is not managed, only mode and ownership
     content = function(ctx, want)

@@ -50,7 +50,6 @@ return {
   line = {
     file = true,
     schema = {
-      path     = { type = "string", required = true },
       line     = { type = "string" },   -- the whole line; required when present
       state    = { type = "string", enum = { "present", "absent" }, default = "present" },
       -- Lua patterns. match: present replaces the last matching line,
@@ -61,11 +60,6 @@ return {
       after    = { type = "string" },
       before   = { type = "string" },
       create   = { type = "boolean", default = false },
-      mode     = { type = "mode" },
-      owner    = { type = "string" },
-      group    = { type = "string" },
-      backup   = { type = "boolean", default = false },
-      validate = { type = { "string", "function" } },
     },
     content = function(ctx, want, have)
       local path = want.path

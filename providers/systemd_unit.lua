@@ -29,10 +29,6 @@ return {
       src      = { type = "string" },   -- beside the playbook, or in files/
       dir      = { type = "string", default = "/etc/systemd/system" },
       mode     = { type = "mode", default = "0644" },
-      owner    = { type = "string" },
-      group    = { type = "string" },
-      backup   = { type = "boolean", default = false },
-      validate = { type = { "string", "function" } },
     },
     path = unit_path,   -- the file the engine manages
     content = function(ctx, want)

@@ -7,14 +7,8 @@ return {
   template = {
     file = true,
     schema = {
-      path     = { type = "string", required = true },
       src      = { type = "string", required = true },   -- beside the playbook, or in templates/
       vars     = { type = "map", default = {} },
-      mode     = { type = "mode" },
-      owner    = { type = "string" },
-      group    = { type = "string" },
-      backup   = { type = "boolean", default = false },
-      validate = { type = { "string", "function" } },
     },
     content = function(ctx, want)
       local env = {}

@@ -18,12 +18,27 @@ function M.dirs(playbook_dir)
   return dirs
 end
 
+-- What every file type takes: the engine handles them all, so a file type
+-- declares only its own attributes.
+local FILE_ATTRS = {
+  path     = { type = "string", required = true },
+  mode     = { type = "mode" },
+  owner    = { type = "string" },
+  group    = { type = "string" },
+  backup   = { type = "boolean", default = false },
+  validate = { type = { "string", "function" } },
+}
+
 local function check_type(path, tname, t)
   local function bad(why) error(("%s: type '%s' %s"):format(path, tname, why), 0) end
   if type(t) ~= "table" then bad("must be a table") end
   if type(t.schema) ~= "table" then bad("needs a schema table") end
   if t.file then
     if type(t.content) ~= "function" then bad("is a file type and needs content(ctx, want, have)") end
+    for k, spec in pairs(FILE_ATTRS) do
+      -- a type that computes its path (systemd_unit) takes none
+      if t.schema[k] == nil and not (k == "path" and t.path) then t.schema[k] = spec end
+    end
   else
     if type(t.read) ~= "function" then bad("needs read(ctx, want)") end
     if type(t.apply) ~= "function" then bad("needs apply(ctx, want, have, changes)") end
