@@ -1,51 +1,37 @@
--- hello.lua: a first playbook. It reads its settings from YAML, creates a
--- directory tree, renders a file, runs commands concurrently (a bounded
--- number at a time) and records the run in the state store. Run it twice:
--- the second run changes nothing.
+-- hello.lua: a first playbook. It reads its settings from YAML, declares a
+-- directory tree and files (rendered from a template, validated before
+-- they are installed), runs commands concurrently (a bounded number at a
+-- time), and records the run and every file version in the state store.
+-- Run it twice: the second run changes nothing.
 --
---   orch play playbooks/hello.lua [-e dest=/some/dir]
+--   orch play playbooks/hello.lua [-e dest=/some/dir] [--check] [--diff]
 
 local settings = yaml.load_file(playbook.dir .. "/hello.yaml")
-local app = settings.app
 local dest = vars.dest or ((os.getenv("TMPDIR") or "/tmp") .. "/orch-hello")
 
--- Writes content only when it differs: the step reports what it changed.
-local function converge_file(path, content)
-  if fs.read(path) == content then return false end
-  assert(fs.write(path, content, { mode = "0644" }))
-  return true
+for _, sub in ipairs({ "", "/conf", "/data", "/logs" }) do
+  directory { dest .. sub, mode = "0755" }
 end
 
-step("create the directory tree", function()
-  local changed = false
-  for _, sub in ipairs({ "", "/conf", "/data", "/logs" }) do
-    local created, err = fs.mkdir(dest .. sub, "0755")  -- false: it was there
-    if created == nil then error(err) end
-    changed = changed or created
-  end
-  return changed
-end)
+config "hello" { function()
+  template { dest .. "/conf/greeting.txt", src = "greeting.txt.tmpl", mode = "0644",
+    vars = { app = settings.app, upstreams = settings.upstreams, hostname = sh("uname -n").stdout:gsub("%s+$", "") } }
+  file { dest .. "/conf/app.json", mode = "0644", validate = "json",
+    content = json.encode({ name = settings.app.name, port = settings.app.port }) .. "\n",
+    notify = "announce" }
+  env_file { dest .. "/conf/app.env", vars = { APP_NAME = settings.app.name, PORT = settings.app.port } }
+end }
 
-step("render the greeting", function()
-  local values = { name = app.name, port = app.port, host = sh("uname -n").stdout:gsub("%s+$", "") }
-  local text = settings.greeting:gsub("{{(%w+)}}", function(k) return tostring(values[k]) end)
-  return converge_file(dest .. "/conf/greeting.txt", text)
-end)
+-- Commands run concurrently, `limit` at a time, from as many tasks.
+local probes = settings.probes
+local results = task.map(probes.commands, probes.limit, function(cmd) return sh(cmd).stdout end)
+local lines = {}
+for i, cmd in ipairs(probes.commands) do
+  assert(results[i].ok, results[i].err)
+  lines[i] = ("%-20s %s"):format(cmd, results[i].value:gsub("%s+$", ""))
+end
+file { dest .. "/data/facts.txt", content = table.concat(lines, "\n") .. "\n" }
 
-step(("probe the machine (%d commands, %d at a time)"):format(#settings.probes.commands, settings.probes.limit), function()
-  local results = task.map(settings.probes.commands, settings.probes.limit, function(cmd)
-    return sh(cmd).stdout
-  end)
-  local lines = {}
-  for i, cmd in ipairs(settings.probes.commands) do
-    assert(results[i].ok, results[i].err)
-    lines[i] = ("%-20s %s"):format(cmd, results[i].value:gsub("%s+$", ""))
-  end
-  return converge_file(dest .. "/data/facts.txt", table.concat(lines, "\n") .. "\n")
-end)
-
-step("check what was written", function()
-  local st = assert(fs.stat(dest .. "/conf/greeting.txt"))
-  log(("%s: %d bytes, mode %o, sha256 %s"):format(dest .. "/conf/greeting.txt", st.size, st.mode,
-    fs.sha256(dest .. "/conf/greeting.txt"):sub(1, 12)))
+handler "announce" (function()
+  log(("%s is configured in %s"):format(settings.app.name, dest))
 end)

@@ -15,21 +15,43 @@ describe("orch play", function()
   it("runs the hello playbook, then finds nothing to change", function()
     local dest = dir .. "/hello"
     local state_db = dir .. "/state.db"
-    local first = support.orch("play", support.root .. "/playbooks/hello.lua", "-e", "dest=" .. dest, "--state", state_db)
-    assert.equals(0, first.code, first.stderr)
-    assert.matches("changed  local    create the directory tree", first.stdout, 1, true)
-    assert.matches("local        ok=1  changed=3  failed=0", first.stdout, 1, true)
-    assert.matches("Hello from hello on ", support.read(dest .. "/conf/greeting.txt"), 1, true)
+    local function hello(...)
+      return support.orch("play", support.root .. "/playbooks/hello.lua", "-e", "dest=" .. dest, "--state", state_db, ...)
+    end
+    local first = hello()
+    assert.equals(0, first.code, first.stdout .. first.stderr)
+    assert.matches("changed  local    template " .. dest .. "/conf/greeting.txt", first.stdout, 1, true)
+    assert.matches("local        ok=0  changed=8  failed=0  skipped=0", first.stdout, 1, true)
+    assert.matches("Hello from hello on .+!\nhello listens on port 8080%.\nUpstreams:\n  1%. 127%.0%.0%.1:9001\n",
+      support.read(dest .. "/conf/greeting.txt"))
+    assert.equals('{"name":"hello","port":8080}\n', support.read(dest .. "/conf/app.json"))
     assert.matches("uname %-s%s+Linux", support.read(dest .. "/data/facts.txt"))
-    local second = support.orch("play", support.root .. "/playbooks/hello.lua", "-e", "dest=" .. dest, "--state", state_db)
+    assert.matches("hello is configured in " .. dest, first.stdout, 1, true)
+    local second = hello()
     assert.equals(0, second.code, second.stderr)
-    assert.matches("local        ok=4  changed=0  failed=0", second.stdout, 1, true)
+    assert.matches("local        ok=8  changed=0  failed=0  skipped=0", second.stdout, 1, true)
+    assert.is_nil(second.stdout:find("handler", 1, true))
     local store = assert(state.open(state_db))
     finally(function() store:close() end)
     local runs = store:runs(10)
     assert.equals(2, #runs)
     assert.equals("ok", runs[1].status)
-    assert.equals(5, #store:events(runs[1].id))  -- four steps and a log line
+    assert.equals(8, #store:events(runs[1].id))
+  end)
+
+  it("runs the example provider beside the release playbook", function()
+    local dest = dir .. "/rel"
+    local function release(version)
+      return support.orch("play", support.root .. "/playbooks/release.lua", "-e", "dest=" .. dest,
+        "-e", "version=" .. version, "--state", dir .. "/state.db")
+    end
+    local res = release("1.0.0")
+    assert.equals(0, res.code, res.stdout .. res.stderr)
+    assert.matches("changed  local    archive " .. dest .. "/releases/1.0.0", res.stdout, 1, true)
+    assert.equals("1.0.0\n", support.read(dest .. "/current/VERSION"))
+    assert.equals("ok=5  changed=0  failed=0  skipped=0", support.recap(release("1.0.0")))
+    assert.equals(0, release("1.0.1").code)
+    assert.equals("1.0.1\n", support.read(dest .. "/current/VERSION"))
   end)
 
   it("keeps the state store beside the playbook by default", function()

@@ -140,7 +140,7 @@ local function environment(run, path, vars, forks)
   env.vars = vars
   env.playbook = { file = path, dir = dirname(path), run_id = run.id, forks = forks, check = run.check }
   env.fs, env.proc, env.task = fs, proc, task
-  env.yaml, env.json = require("orch.core.yaml"), require("cjson")
+  env.yaml, env.json = require("orch.core.yaml"), require("orch.json")
   for _, tname in ipairs(providers.names(run.playbook_dir)) do
     if rawget(env, tname) == nil then env[tname] = resource_function(run, tname) end
   end

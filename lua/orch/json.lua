@@ -1,0 +1,63 @@
+-- json.lua: JSON for playbooks: lua-cjson's decoder, and an encoder whose
+-- output is the same on every run (keys sorted), since Lua's table order
+-- changes between runs and a file resource would see a change each time.
+local cjson = require("cjson")
+
+local M = { decode = cjson.decode, null = cjson.null }
+
+local function is_array(t)
+  local n = 0
+  for k in pairs(t) do
+    if math.type(k) ~= "integer" or k < 1 then return false end
+    n = n + 1
+  end
+  return n == #t
+end
+
+local function encode(v, indent, depth, out, seen)
+  local t = type(v)
+  if t ~= "table" then
+    out[#out + 1] = cjson.encode(v)
+    return
+  end
+  if seen[v] then error("json.encode: a table contains itself", 0) end
+  seen[v] = true
+  local pad = indent and ("\n" .. indent:rep(depth + 1)) or ""
+  local close = indent and ("\n" .. indent:rep(depth)) or ""
+  local sep = indent and ": " or ":"
+  if next(v) == nil then
+    out[#out + 1] = (cjson.empty_array_mt and getmetatable(v) == cjson.empty_array_mt) and "[]" or "{}"
+  elseif is_array(v) then
+    out[#out + 1] = "["
+    for i = 1, #v do
+      out[#out + 1] = (i > 1 and "," or "") .. pad
+      encode(v[i], indent, depth + 1, out, seen)
+    end
+    out[#out + 1] = close .. "]"
+  else
+    local keys = {}
+    for k in pairs(v) do
+      if type(k) ~= "string" and type(k) ~= "number" then
+        error("json.encode: keys must be strings or numbers, got " .. type(k), 0)
+      end
+      keys[#keys + 1] = k
+    end
+    table.sort(keys, function(a, b) return tostring(a) < tostring(b) end)
+    out[#out + 1] = "{"
+    for i, k in ipairs(keys) do
+      out[#out + 1] = (i > 1 and "," or "") .. pad .. cjson.encode(tostring(k)) .. sep
+      encode(v[k], indent, depth + 1, out, seen)
+    end
+    out[#out + 1] = close .. "}"
+  end
+  seen[v] = nil
+end
+
+--- Encode v with object keys sorted; opts.indent (e.g. "  ") pretty-prints.
+function M.encode(v, opts)
+  local out = {}
+  encode(v, opts and opts.indent, 0, out, {})
+  return table.concat(out)
+end
+
+return M
