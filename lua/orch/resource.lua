@@ -78,9 +78,10 @@ local function converge_file(ctx, typedef, want, label)
   if content == nil and not st then return { changed = false } end
 
   local changes = {}
-  local new_content = content ~= nil and (not st or fs.sha256_data(content) ~= st.sha256)
+  local sha = content ~= nil and fs.sha256_data(content)
+  local new_content = sha and (not st or sha ~= st.sha256)
   if new_content then
-    changes[#changes + 1] = { attr = "content", from = st and short(st.sha256), to = short(fs.sha256_data(content)) }
+    changes[#changes + 1] = { attr = "content", from = st and short(st.sha256), to = short(sha) }
   end
   fileattrs.diff(st, want, changes)
   if #changes == 0 then return { changed = false, file = path } end
@@ -107,7 +108,12 @@ local function converge_file(ctx, typedef, want, label)
   if ctx.check then return { changed = true, changes = changes, diff = diff } end
 
   if want.backup and st and new_content then
-    local backup = path .. "." .. os.date("%Y%m%dT%H%M%S") .. "~"
+    local stamp = path .. "." .. os.date("%Y%m%dT%H%M%S")
+    local backup, n = stamp .. "~", 1
+    while h:stat(backup, { link = true }) do  -- two changes within a second
+      n = n + 1
+      backup = ("%s.%d~"):format(stamp, n)
+    end
     local ok, berr = h:write(backup, have.content, { mode = st.mode })
     if not ok then error(berr, 0) end
     ctx.log(("backed up %s to %s"):format(path, backup))
