@@ -167,6 +167,7 @@ int orch_await (lua_State *L, orch_wait *w, lua_KContext ctx, lua_KFunction k) {
   orch_uv();
   /* After Ctrl-C nothing new waits: every task unwinds promptly. */
   if (interrupted) return abandon(L, w, NULL);
+  if (w->done) return k(L, LUA_OK, ctx);  /* woken before it waited */
   if (t && t->T == L) {
     if (!lua_isyieldable(L))
       return abandon(L, w, "cannot wait here: a task can't wait inside a "

@@ -1,0 +1,892 @@
+/*
+** ssh.c: orch.core.ssh, libssh2 sessions driven by the event loop: connect
+** and handshake, host keys against known_hosts, authentication, exec
+** channels. One session per host carries every operation concurrently;
+** sftp.c adds the file operations. Policy (which key, which config) is
+** Lua's (orch.ssh).
+*/
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <openssl/evp.h>
+
+#include "ssh.h"
+
+#define READ_CHUNK 32768
+
+
+/* ---- operations on the loop ---- */
+
+int ssh_buf_add (ssh_buf *b, const char *data, size_t n) {
+  if (b->cap - b->len < n) {
+    size_t cap = b->cap ? b->cap : 4096;
+    char *p;
+    while (cap - b->len < n) cap *= 2;
+    if ((p = realloc(b->data, cap)) == NULL) return 0;
+    b->data = p;
+    b->cap = cap;
+  }
+  memcpy(b->data + b->len, data, n);
+  b->len += n;
+  return 1;
+}
+
+void ssh_op_free (ssh_op *o) {
+  free(o->out.data);
+  free(o->err_out.data);
+  o->out.data = o->err_out.data = NULL;
+  if (o->signame) { free(o->signame); o->signame = NULL; }
+}
+
+static void session_poll (ssh_session *s);
+
+static void unqueue (ssh_op *o) {
+  ssh_op **pp;
+  if (!o->queued) return;
+  for (pp = &o->sess->waiting; *pp; pp = &(*pp)->next)
+    if (*pp == o) { *pp = o->next; break; }
+  o->queued = 0;
+  if (o->sess->sftp_owner == o) o->sess->sftp_owner = NULL;
+}
+
+/*
+** Retry every waiting op. libssh2 reads whatever arrives for any channel
+** while serving one op, so data for another may now sit in its buffers
+** with nothing left on the socket to wake us: keep passing while anything
+** moves.
+*/
+static void drive (ssh_session *s) {
+  int progress;
+  do {
+    ssh_op **pp = &s->waiting;
+    progress = 0;
+    while (*pp) {
+      ssh_op *o = *pp;
+      int r;
+      o->moved = 0;
+      r = o->step(o);
+      if (o->moved) progress = 1;
+      if (r == OP_AGAIN) { pp = &o->next; continue; }
+      *pp = o->next;
+      o->queued = 0;
+      o->status = r;
+      if (s->sftp_owner == o) s->sftp_owner = NULL;
+      progress = 1;
+      orch_wake(&o->w);
+    }
+  } while (progress && s->waiting);
+  session_poll(s);
+}
+
+static void on_poll (uv_poll_t *h, int status, int events) {
+  ssh_session *s = h->data;
+  if (status < 0) {  /* the socket is gone: every waiting op fails */
+    while (s->waiting) {
+      ssh_op *o = s->waiting;
+      s->waiting = o->next;
+      o->queued = 0;
+      o->status = OP_FAIL;
+      o->err = LIBSSH2_ERROR_SOCKET_DISCONNECT;
+      orch_wake(&o->w);
+    }
+    s->sftp_owner = NULL;
+    session_poll(s);
+    return;
+  }
+  drive(s);
+}
+
+/* Listen for what libssh2 says it is blocked on (readable by default). */
+static void session_poll (ssh_session *s) {
+  int events = 0, dirs;
+  if (s->fd < 0) return;
+  if (s->waiting == NULL) { uv_poll_stop(&s->poll); return; }
+  dirs = s->s ? libssh2_session_block_directions(s->s) : 0;
+  if (dirs & LIBSSH2_SESSION_BLOCK_INBOUND) events |= UV_READABLE;
+  if (dirs & LIBSSH2_SESSION_BLOCK_OUTBOUND) events |= UV_WRITABLE;
+  if (s->waiting->phase < 0) events = UV_WRITABLE;  /* a TCP connect */
+  if (events == 0) events = UV_READABLE;
+  uv_poll_start(&s->poll, events, on_poll);
+}
+
+static void op_cancel (orch_wait *w) {
+  ssh_op *o = (ssh_op *)w;
+  unqueue(o);
+  ssh_op_free(o);
+}
+
+int ssh_op_run (lua_State *L, ssh_op *o, lua_KFunction k) {
+  ssh_session *s = o->sess;
+  int r = o->step(o);
+  if (r != OP_AGAIN) {
+    o->status = r;
+    if (s->waiting) drive(s);   /* our reads may have fed theirs */
+    return k(L, LUA_OK, (lua_KContext)o);
+  }
+  o->queued = 1;
+  o->next = NULL;
+  {
+    ssh_op **pp = &s->waiting;
+    while (*pp) pp = &(*pp)->next;
+    *pp = o;
+  }
+  drive(s);   /* may finish o already: orch_await then calls k at once */
+  return orch_await(L, &o->w, (lua_KContext)o, k);
+}
+
+ssh_op *ssh_op_new (lua_State *L, ssh_session *sess, ssh_step step) {
+  ssh_op *o = lua_newuserdatauv(L, sizeof *o, 0);
+  memset(o, 0, sizeof *o);
+  orch_wait_init(&o->w);
+  o->w.cancel = op_cancel;
+  o->sess = sess;
+  o->step = step;
+  return o;
+}
+
+ssh_session *ssh_check (lua_State *L, int idx) {
+  ssh_session **box = luaL_checkudata(L, idx, SESSION_MT);
+  if (*box == NULL || (*box)->s == NULL)
+    luaL_error(L, "attempt to use a closed SSH session");
+  return *box;
+}
+
+static const char *error_code (int err) {
+  switch (err) {
+    case LIBSSH2_ERROR_SOCKET_DISCONNECT: return "EDISCONNECTED";
+    case LIBSSH2_ERROR_SOCKET_SEND: case LIBSSH2_ERROR_SOCKET_RECV: return "ESOCKET";
+    case LIBSSH2_ERROR_TIMEOUT: return "ETIMEDOUT";
+    case LIBSSH2_ERROR_AUTHENTICATION_FAILED: case LIBSSH2_ERROR_PUBLICKEY_UNVERIFIED:
+      return "EAUTH";
+    case LIBSSH2_ERROR_FILE: return "EKEYFILE";
+    case LIBSSH2_ERROR_SFTP_PROTOCOL: return "ESFTP";
+    case LIBSSH2_ERROR_CHANNEL_FAILURE: return "ECHANNEL";
+    case LIBSSH2_ERROR_KEX_FAILURE: return "EKEX";
+    default: return "ESSH";
+  }
+}
+
+int ssh_op_fail (lua_State *L, ssh_op *o, const char *what) {
+  const char *msg = NULL;
+  if (o->err < 0 && o->err > -10000 && o->sess->s && o->err != LIBSSH2_ERROR_SOCKET_DISCONNECT)
+    libssh2_session_last_error(o->sess->s, (char **)&msg, NULL, 0);
+  if (o->err <= -10000)  /* -errno, offset so it can't be taken for libssh2's */
+    return orch_failmsg(L, orch_errname(-o->err - 10000), "%s: %s: %s", o->sess->label, what,
+                        strerror(-o->err - 10000));
+  if (o->err == LIBSSH2_ERROR_SOCKET_DISCONNECT)
+    msg = "connection closed";
+  return orch_failmsg(L, error_code(o->err), "%s: %s: %s", o->sess->label, what,
+                      msg && *msg ? msg : "failed");
+}
+
+#define ERRNO_ERR(e) (-10000 - (e))
+
+
+/* ---- resolving a name (uv_getaddrinfo: the loop never blocks on DNS) ---- */
+
+typedef struct resolve_req {
+  orch_wait w;
+  uv_getaddrinfo_t req;
+  int status;
+  char addr[INET6_ADDRSTRLEN];
+  int live;     /* the waiter is still there to read the result */
+} resolve_req;
+
+static void on_resolved (uv_getaddrinfo_t *req, int status, struct addrinfo *res) {
+  resolve_req *r = req->data;
+  if (!r->live) { free(r); if (res) uv_freeaddrinfo(res); return; }
+  r->status = status;
+  if (status == 0 && res) {
+    if (res->ai_family == AF_INET)
+      inet_ntop(AF_INET, &((struct sockaddr_in *)res->ai_addr)->sin_addr, r->addr, sizeof r->addr);
+    else
+      inet_ntop(AF_INET6, &((struct sockaddr_in6 *)res->ai_addr)->sin6_addr, r->addr, sizeof r->addr);
+  }
+  if (res) uv_freeaddrinfo(res);
+  orch_wake(&r->w);
+}
+
+static void resolve_cancel (orch_wait *w) {
+  ((resolve_req *)w)->live = 0;  /* freed when libuv answers */
+}
+
+static int resolved (lua_State *L, int status, lua_KContext ctx) {
+  resolve_req *r = (resolve_req *)ctx;
+  const char *name = lua_tostring(L, 1);
+  int st = r->status;
+  if (st == 0) lua_pushstring(L, r->addr);
+  free(r);
+  if (st != 0) return orch_failmsg(L, "ERESOLVE", "%s: cannot resolve: %s", name, uv_strerror(st));
+  return 1;
+}
+
+/* ssh.resolve(name) -> an address string (IP literals come straight back) */
+static int ssh_resolve (lua_State *L) {
+  const char *name = luaL_checkstring(L, 1);
+  unsigned char buf[sizeof(struct in6_addr)];
+  struct addrinfo hints;
+  resolve_req *r;
+  int rc;
+  if (inet_pton(AF_INET, name, buf) == 1 || inet_pton(AF_INET6, name, buf) == 1) {
+    lua_settop(L, 1);
+    return 1;
+  }
+  r = calloc(1, sizeof *r);
+  if (r == NULL) return luaL_error(L, "out of memory");
+  orch_wait_init(&r->w);
+  r->w.cancel = resolve_cancel;
+  r->live = 1;
+  r->req.data = r;
+  memset(&hints, 0, sizeof hints);
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  rc = uv_getaddrinfo(orch_uv(), &r->req, on_resolved, name, NULL, &hints);
+  if (rc != 0) {
+    free(r);
+    return orch_failmsg(L, "ERESOLVE", "%s: cannot resolve: %s", name, uv_strerror(rc));
+  }
+  return orch_await(L, &r->w, (lua_KContext)r, resolved);
+}
+
+
+/* ---- sessions: connect and handshake ---- */
+
+static void session_closed (uv_handle_t *h) {
+  ssh_session *s = h->data;
+  if (--s->handles == 0) {
+    free((char *)s->label);
+    free(s);
+  }
+}
+
+/* Ends the SSH conversation and frees it; the struct goes with its handles. */
+static void session_shutdown (ssh_session *s) {
+  if (s->s) {
+    /* a goodbye that may not wait long for a peer that is gone */
+    libssh2_session_set_blocking(s->s, 1);
+    libssh2_session_set_timeout(s->s, 1000);
+    if (s->sftp) libssh2_sftp_shutdown(s->sftp);
+    libssh2_session_disconnect(s->s, "orch: done");
+    libssh2_session_free(s->s);
+    s->s = NULL;
+    s->sftp = NULL;
+  }
+  s->waiting = NULL;  /* their memory is Lua's: never touched again */
+  if (s->fd >= 0) {
+    uv_close((uv_handle_t *)&s->poll, session_closed);
+    uv_close((uv_handle_t *)&s->timer, session_closed);
+    close(s->fd);
+    s->fd = -1;
+  }
+}
+
+static int step_connect (ssh_op *o) {
+  ssh_session *s = o->sess;
+  int rc;
+  if (o->phase == -1) {             /* TCP connect in progress */
+    int soerr = 0;
+    socklen_t len = sizeof soerr;
+    getsockopt(s->fd, SOL_SOCKET, SO_ERROR, &soerr, &len);
+    if (soerr == EINPROGRESS || soerr == EALREADY) return OP_AGAIN;
+    if (soerr != 0) { o->err = ERRNO_ERR(soerr); return OP_FAIL; }
+    {  /* still connecting? a zero-length send says */
+      struct sockaddr_storage peer;
+      socklen_t plen = sizeof peer;
+      if (getpeername(s->fd, (struct sockaddr *)&peer, &plen) != 0) {
+        if (errno == ENOTCONN) return OP_AGAIN;
+        o->err = ERRNO_ERR(errno);
+        return OP_FAIL;
+      }
+    }
+    o->phase = 0;
+    o->moved = 1;
+  }
+  rc = libssh2_session_handshake(s->s, s->fd);
+  if (rc == LIBSSH2_ERROR_EAGAIN) return OP_AGAIN;
+  if (rc != 0) { o->err = rc; return OP_FAIL; }
+  return OP_DONE;
+}
+
+static void on_connect_timeout (uv_timer_t *t) {
+  ssh_session *s = t->data;
+  ssh_op *o = s->waiting;
+  if (o && o->step == step_connect) {
+    unqueue(o);
+    o->status = OP_FAIL;
+    o->err = ERRNO_ERR(ETIMEDOUT);
+    orch_wake(&o->w);
+    session_poll(s);
+  }
+}
+
+static int connected (lua_State *L, int status, lua_KContext ctx) {
+  ssh_op *o = (ssh_op *)ctx;
+  ssh_session *s = o->sess;
+  uv_timer_stop(&s->timer);
+  if (o->status != OP_DONE) {
+    int n = ssh_op_fail(L, o, o->phase < 0 ? "cannot connect" : "SSH handshake failed");
+    session_shutdown(s);
+    *(ssh_session **)lua_touserdata(L, 4) = NULL;
+    return n;
+  }
+  lua_pushvalue(L, 4);
+  return 1;
+}
+
+/*
+** ssh.session(address, port [, timeout]) -> session, handshaken but not
+** yet authenticated (its host key still to be checked: see hostkey()).
+*/
+static int ssh_session_new (lua_State *L) {
+  const char *addr = luaL_checkstring(L, 1);
+  int port = (int)luaL_checkinteger(L, 2);
+  double timeout = luaL_optnumber(L, 3, 10);
+  struct sockaddr_storage sa;
+  socklen_t salen;
+  ssh_session **box, *s;
+  ssh_op *o;
+  int one = 1, idle = 30, intvl = 10, cnt = 3;
+  lua_settop(L, 3);
+  memset(&sa, 0, sizeof sa);
+  if (inet_pton(AF_INET, addr, &((struct sockaddr_in *)&sa)->sin_addr) == 1) {
+    ((struct sockaddr_in *)&sa)->sin_family = AF_INET;
+    ((struct sockaddr_in *)&sa)->sin_port = htons(port);
+    salen = sizeof(struct sockaddr_in);
+  } else if (inet_pton(AF_INET6, addr, &((struct sockaddr_in6 *)&sa)->sin6_addr) == 1) {
+    ((struct sockaddr_in6 *)&sa)->sin6_family = AF_INET6;
+    ((struct sockaddr_in6 *)&sa)->sin6_port = htons(port);
+    salen = sizeof(struct sockaddr_in6);
+  } else {
+    return luaL_argerror(L, 1, "an IP address (use ssh.resolve for names)");
+  }
+  box = lua_newuserdatauv(L, sizeof *box, 0);     /* [addr, port, t, box] */
+  *box = NULL;
+  luaL_setmetatable(L, SESSION_MT);
+  s = calloc(1, sizeof *s);
+  if (s == NULL) return luaL_error(L, "out of memory");
+  s->fd = -1;
+  {
+    char label[INET6_ADDRSTRLEN + 16];
+    snprintf(label, sizeof label, "%s:%d", addr, port);
+    s->label = strdup(label);
+  }
+  *box = s;
+  s->fd = socket(sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (s->fd < 0) { int e = errno; free((char *)s->label); free(s); *box = NULL; return orch_fail(L, addr, e); }
+  setsockopt(s->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  /* a peer that vanishes is noticed in about a minute, not never */
+  setsockopt(s->fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
+  setsockopt(s->fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle);
+  setsockopt(s->fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof intvl);
+  setsockopt(s->fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof cnt);
+  uv_poll_init(orch_uv(), &s->poll, s->fd);
+  uv_timer_init(orch_uv(), &s->timer);
+  s->poll.data = s->timer.data = s;
+  s->handles = 2;
+  s->s = libssh2_session_init();
+  if (s->s == NULL) { session_shutdown(s); *box = NULL; return luaL_error(L, "out of memory"); }
+  libssh2_session_set_blocking(s->s, 0);
+  o = ssh_op_new(L, s, step_connect);             /* [addr, port, t, box, op] */
+  o->phase = -1;
+  if (connect(s->fd, (struct sockaddr *)&sa, salen) != 0 && errno != EINPROGRESS) {
+    o->err = ERRNO_ERR(errno);
+    o->status = OP_FAIL;
+    return connected(L, LUA_OK, (lua_KContext)o);
+  }
+  uv_timer_start(&s->timer, on_connect_timeout, (uint64_t)(timeout * 1000), 0);
+  return ssh_op_run(L, o, connected);
+}
+
+
+/* ---- host keys ---- */
+
+static const char *key_type_name (int type) {
+  switch (type) {
+    case LIBSSH2_HOSTKEY_TYPE_RSA: return "ssh-rsa";
+    case LIBSSH2_HOSTKEY_TYPE_DSS: return "ssh-dss";
+    case LIBSSH2_HOSTKEY_TYPE_ECDSA_256: return "ecdsa-sha2-nistp256";
+    case LIBSSH2_HOSTKEY_TYPE_ECDSA_384: return "ecdsa-sha2-nistp384";
+    case LIBSSH2_HOSTKEY_TYPE_ECDSA_521: return "ecdsa-sha2-nistp521";
+#ifdef LIBSSH2_HOSTKEY_TYPE_ED25519
+    case LIBSSH2_HOSTKEY_TYPE_ED25519: return "ssh-ed25519";
+#endif
+    default: return "unknown";
+  }
+}
+
+static int knownhost_key_bits (int type) {
+  switch (type) {
+    case LIBSSH2_HOSTKEY_TYPE_RSA: return LIBSSH2_KNOWNHOST_KEY_SSHRSA;
+    case LIBSSH2_HOSTKEY_TYPE_DSS: return LIBSSH2_KNOWNHOST_KEY_SSHDSS;
+    case LIBSSH2_HOSTKEY_TYPE_ECDSA_256: return LIBSSH2_KNOWNHOST_KEY_ECDSA_256;
+    case LIBSSH2_HOSTKEY_TYPE_ECDSA_384: return LIBSSH2_KNOWNHOST_KEY_ECDSA_384;
+    case LIBSSH2_HOSTKEY_TYPE_ECDSA_521: return LIBSSH2_KNOWNHOST_KEY_ECDSA_521;
+#ifdef LIBSSH2_HOSTKEY_TYPE_ED25519
+    case LIBSSH2_HOSTKEY_TYPE_ED25519: return LIBSSH2_KNOWNHOST_KEY_ED25519;
+#endif
+    default: return LIBSSH2_KNOWNHOST_KEY_UNKNOWN;
+  }
+}
+
+/* [..] -> [.., "SHA256:base64"] of a raw key blob, as ssh-keygen -l shows */
+static void push_fingerprint (lua_State *L, const unsigned char *key, size_t len) {
+  unsigned char md[32], b64[48];
+  unsigned int mdlen = 0;
+  int n;
+  EVP_Digest(key, len, md, &mdlen, EVP_sha256(), NULL);
+  n = EVP_EncodeBlock(b64, md, (int)mdlen);
+  while (n > 0 && b64[n - 1] == '=') n--;   /* OpenSSH drops the padding */
+  lua_pushfstring(L, "SHA256:%s", "");
+  lua_pushlstring(L, (const char *)b64, (size_t)n);
+  lua_concat(L, 2);
+}
+
+/*
+** sess:check_host_key(known_hosts, host, port [, accept_new]) ->
+** "match" | "added" | nil, message, "EHOSTKEY_CHANGED" | "EHOSTKEY_UNKNOWN"
+** The message of a changed key shows both fingerprints.
+*/
+static int ssh_check_host_key (lua_State *L) {
+  ssh_session *s = ssh_check(L, 1);
+  const char *file = luaL_checkstring(L, 2);
+  const char *host = luaL_checkstring(L, 3);
+  int port = (int)luaL_checkinteger(L, 4);
+  int accept_new = lua_toboolean(L, 5);
+  size_t len;
+  int type, rc, mask;
+  const char *key = libssh2_session_hostkey(s->s, &len, &type);
+  LIBSSH2_KNOWNHOSTS *kh;
+  struct libssh2_knownhost *entry = NULL;
+  if (key == NULL) return orch_failmsg(L, "EHOSTKEY", "%s: the server sent no host key", s->label);
+  kh = libssh2_knownhost_init(s->s);
+  if (kh == NULL) return luaL_error(L, "out of memory");
+  libssh2_knownhost_readfile(kh, file, LIBSSH2_KNOWNHOST_FILE_OPENSSH);  /* missing: empty */
+  mask = LIBSSH2_KNOWNHOST_TYPE_PLAIN | LIBSSH2_KNOWNHOST_KEYENC_RAW | knownhost_key_bits(type);
+  rc = libssh2_knownhost_checkp(kh, host, port, key, len, mask, &entry);
+  if (rc == LIBSSH2_KNOWNHOST_CHECK_MATCH) {
+    libssh2_knownhost_free(kh);
+    lua_pushliteral(L, "match");
+    return 1;
+  }
+  if (rc == LIBSSH2_KNOWNHOST_CHECK_MISMATCH) {
+    /* the entry's key is base64 of the blob: decode it to fingerprint it */
+    unsigned char blob[8192];
+    int n = entry && entry->key ? EVP_DecodeBlock(blob, (const unsigned char *)entry->key,
+                                                  (int)strlen(entry->key)) : -1;
+    size_t klen = strlen(entry && entry->key ? entry->key : "");
+    luaL_pushfail(L);
+    push_fingerprint(L, (const unsigned char *)key, len);   /* [nil, offered] */
+    if (n > 0) {
+      while (klen > 0 && entry->key[klen - 1] == '=') { n--; klen--; }  /* padding decodes to 0s */
+      push_fingerprint(L, blob, (size_t)n);
+    } else {
+      lua_pushliteral(L, "(unreadable)");
+    }                                                       /* [nil, offered, known] */
+    lua_pushfstring(L, "%s: HOST KEY CHANGED: the server offers %s key %s, but %s has %s for "
+                    "this host; refusing to connect (if the change is expected, remove the old "
+                    "entry: ssh-keygen -R '[%s]:%d' -f %s)", s->label, key_type_name(type),
+                    lua_tostring(L, -2), file, lua_tostring(L, -1), host, port, file);
+    lua_replace(L, -3);
+    lua_pop(L, 1);
+    lua_pushliteral(L, "EHOSTKEY_CHANGED");
+    libssh2_knownhost_free(kh);
+    return 3;
+  }
+  if (!accept_new) {
+    libssh2_knownhost_free(kh);
+    luaL_pushfail(L);
+    push_fingerprint(L, (const unsigned char *)key, len);
+    lua_pushfstring(L, "%s: unknown host key (%s %s) not in %s; add it (ssh-keyscan -p %d %s >> %s) "
+                    "or set host_key_checking = \"accept-new\"", s->label, key_type_name(type),
+                    lua_tostring(L, -1), file, port, host, file);
+    lua_remove(L, -2);
+    lua_pushliteral(L, "EHOSTKEY_UNKNOWN");
+    return 3;
+  }
+  {  /* accept-new: append the line ourselves; writefile would rewrite the file */
+    char line[16384], name[300];
+    size_t outlen = 0;
+    struct libssh2_knownhost *added = NULL;
+    FILE *f;
+    if (port == 22) snprintf(name, sizeof name, "%s", host);
+    else snprintf(name, sizeof name, "[%s]:%d", host, port);
+    rc = libssh2_knownhost_addc(kh, name, NULL, key, len, NULL, 0, mask, &added);
+    if (rc == 0) rc = libssh2_knownhost_writeline(kh, added, line, sizeof line, &outlen,
+                                                  LIBSSH2_KNOWNHOST_FILE_OPENSSH);
+    libssh2_knownhost_free(kh);
+    if (rc != 0) return orch_failmsg(L, "EHOSTKEY", "%s: cannot record the host key", s->label);
+    f = fopen(file, "ae");
+    if (f == NULL) return orch_fail(L, file, errno);
+    fwrite(line, 1, outlen, f);
+    if (fclose(f) != 0) return orch_fail(L, file, errno);
+    lua_pushliteral(L, "added");
+    return 1;
+  }
+}
+
+/* sess:host_key() -> type name, fingerprint */
+static int ssh_host_key (lua_State *L) {
+  ssh_session *s = ssh_check(L, 1);
+  size_t len;
+  int type;
+  const char *key = libssh2_session_hostkey(s->s, &len, &type);
+  if (key == NULL) return 0;
+  lua_pushstring(L, key_type_name(type));
+  push_fingerprint(L, (const unsigned char *)key, len);
+  return 2;
+}
+
+
+/* ---- authentication ---- */
+
+static int step_auth_list (ssh_op *o) {
+  char *list = libssh2_userauth_list(o->sess->s, o->a, (unsigned int)strlen(o->a));
+  if (list) {
+    ssh_buf_add(&o->out, list, strlen(list));
+    return OP_DONE;
+  }
+  if (libssh2_userauth_authenticated(o->sess->s)) return OP_DONE;  /* "none" worked */
+  if (libssh2_session_last_errno(o->sess->s) == LIBSSH2_ERROR_EAGAIN) return OP_AGAIN;
+  o->err = libssh2_session_last_errno(o->sess->s);
+  return OP_FAIL;
+}
+
+static int auth_listed (lua_State *L, int status, lua_KContext ctx) {
+  ssh_op *o = (ssh_op *)ctx;
+  int n;
+  if (o->status != OP_DONE) { n = ssh_op_fail(L, o, "cannot list auth methods"); ssh_op_free(o); return n; }
+  lua_newtable(L);
+  if (o->out.len > 0) {
+    char *p = o->out.data, *end = o->out.data + o->out.len;
+    int i = 1;
+    while (p < end) {
+      char *comma = memchr(p, ',', (size_t)(end - p));
+      size_t l = comma ? (size_t)(comma - p) : (size_t)(end - p);
+      lua_pushlstring(L, p, l);
+      lua_rawseti(L, -2, i++);
+      p += l + 1;
+    }
+  }
+  ssh_op_free(o);
+  return 1;
+}
+
+/* sess:auth_methods(user) -> { "publickey", "password", ... } ({} if "none" let us in) */
+static int ssh_auth_methods (lua_State *L) {
+  ssh_session *s = ssh_check(L, 1);
+  ssh_op *o;
+  luaL_checkstring(L, 2);
+  lua_settop(L, 2);
+  o = ssh_op_new(L, s, step_auth_list);
+  o->a = lua_tostring(L, 2);
+  return ssh_op_run(L, o, auth_listed);
+}
+
+static int step_auth_key (ssh_op *o) {
+  int rc = libssh2_userauth_publickey_fromfile_ex(o->sess->s, o->a, (unsigned int)strlen(o->a),
+                                                  NULL, o->b, o->data);
+  if (rc == LIBSSH2_ERROR_EAGAIN) return OP_AGAIN;
+  o->err = rc;
+  return rc == 0 ? OP_DONE : OP_FAIL;
+}
+
+static int step_auth_password (ssh_op *o) {
+  int rc = libssh2_userauth_password_ex(o->sess->s, o->a, (unsigned int)strlen(o->a),
+                                        o->data, (unsigned int)o->len, NULL);
+  if (rc == LIBSSH2_ERROR_EAGAIN) return OP_AGAIN;
+  o->err = rc;
+  return rc == 0 ? OP_DONE : OP_FAIL;
+}
+
+static int authed (lua_State *L, int status, lua_KContext ctx) {
+  ssh_op *o = (ssh_op *)ctx;
+  if (o->status == OP_DONE) { lua_pushboolean(L, 1); return 1; }
+  return ssh_op_fail(L, o, "authentication failed");
+}
+
+/* sess:auth_key(user, private_key_path [, passphrase]) -> true | fail */
+static int ssh_auth_key (lua_State *L) {
+  ssh_session *s = ssh_check(L, 1);
+  ssh_op *o;
+  luaL_checkstring(L, 2);
+  luaL_checkstring(L, 3);
+  luaL_optstring(L, 4, NULL);
+  lua_settop(L, 4);
+  o = ssh_op_new(L, s, step_auth_key);
+  o->a = lua_tostring(L, 2);
+  o->b = lua_tostring(L, 3);
+  o->data = lua_tostring(L, 4);
+  return ssh_op_run(L, o, authed);
+}
+
+/* sess:auth_password(user, password) -> true | fail */
+static int ssh_auth_password (lua_State *L) {
+  ssh_session *s = ssh_check(L, 1);
+  ssh_op *o;
+  luaL_checkstring(L, 2);
+  luaL_checkstring(L, 3);
+  lua_settop(L, 3);
+  o = ssh_op_new(L, s, step_auth_password);
+  o->a = lua_tostring(L, 2);
+  o->data = lua_tolstring(L, 3, &o->len);
+  return ssh_op_run(L, o, authed);
+}
+
+/*
+** The agent speaks over its own unix socket, blocking but local and quick;
+** only the signature exchange with the server goes through the loop.
+*/
+typedef struct agent_op {
+  ssh_op op;                /* first */
+  LIBSSH2_AGENT *agent;
+  struct libssh2_agent_publickey *id;
+} agent_op;
+
+static int step_auth_agent (ssh_op *o) {
+  agent_op *a = (agent_op *)o;
+  while (a->id) {
+    int rc = libssh2_agent_userauth(a->agent, o->a, a->id);
+    if (rc == LIBSSH2_ERROR_EAGAIN) return OP_AGAIN;
+    if (rc == 0) return OP_DONE;
+    o->err = rc;
+    if (libssh2_agent_get_identity(a->agent, &a->id, a->id) != 0) a->id = NULL;
+    o->moved = 1;
+  }
+  return OP_FAIL;
+}
+
+static int agent_authed (lua_State *L, int status, lua_KContext ctx) {
+  agent_op *a = (agent_op *)ctx;
+  libssh2_agent_disconnect(a->agent);
+  libssh2_agent_free(a->agent);
+  if (a->op.status == OP_DONE) { lua_pushboolean(L, 1); return 1; }
+  return ssh_op_fail(L, &a->op, "the agent's keys were refused");
+}
+
+static void agent_cancel (orch_wait *w) {
+  agent_op *a = (agent_op *)w;
+  unqueue(&a->op);
+  libssh2_agent_disconnect(a->agent);
+  libssh2_agent_free(a->agent);
+}
+
+/* sess:auth_agent(user) -> true | fail (no agent, no keys, or refused) */
+static int ssh_auth_agent (lua_State *L) {
+  ssh_session *s = ssh_check(L, 1);
+  agent_op *a;
+  luaL_checkstring(L, 2);
+  lua_settop(L, 2);
+  a = lua_newuserdatauv(L, sizeof *a, 0);
+  memset(a, 0, sizeof *a);
+  orch_wait_init(&a->op.w);
+  a->op.w.cancel = agent_cancel;
+  a->op.sess = s;
+  a->op.step = step_auth_agent;
+  a->op.a = lua_tostring(L, 2);
+  a->agent = libssh2_agent_init(s->s);
+  if (a->agent == NULL) return luaL_error(L, "out of memory");
+  if (libssh2_agent_connect(a->agent) != 0 || libssh2_agent_list_identities(a->agent) != 0 ||
+      libssh2_agent_get_identity(a->agent, &a->id, NULL) != 0) {
+    libssh2_agent_free(a->agent);
+    return orch_failmsg(L, "ENOAGENT", "%s: no ssh-agent with keys (SSH_AUTH_SOCK)", s->label);
+  }
+  return ssh_op_run(L, &a->op, agent_authed);
+}
+
+
+/* ---- exec channels ---- */
+
+enum { EX_OPEN, EX_EXEC, EX_IO, EX_CLOSE, EX_FREE };
+
+static int drain (ssh_op *o, int ext) {
+  char buf[READ_CHUNK];
+  for (;;) {
+    ssize_t n = ext ? libssh2_channel_read_stderr(o->ch, buf, sizeof buf)
+                    : libssh2_channel_read(o->ch, buf, sizeof buf);
+    if (n == LIBSSH2_ERROR_EAGAIN) return OP_AGAIN;
+    if (n < 0) { o->err = (int)n; return OP_FAIL; }
+    if (n == 0) return OP_DONE;
+    o->moved = 1;
+    if (!ssh_buf_add(ext ? &o->err_out : &o->out, buf, (size_t)n)) {
+      o->err = LIBSSH2_ERROR_ALLOC;
+      return OP_FAIL;
+    }
+  }
+}
+
+static int step_exec (ssh_op *o) {
+  LIBSSH2_SESSION *ss = o->sess->s;
+  int rc;
+  switch (o->phase) {
+    case EX_OPEN:
+      o->ch = libssh2_channel_open_session(ss);
+      if (o->ch == NULL) {
+        rc = libssh2_session_last_errno(ss);
+        if (rc == LIBSSH2_ERROR_EAGAIN) return OP_AGAIN;
+        o->err = rc;
+        return OP_FAIL;
+      }
+      o->sess->channels++;
+      o->phase = EX_EXEC;
+      o->moved = 1;
+      /* fall through */
+    case EX_EXEC:
+      rc = libssh2_channel_exec(o->ch, o->a);
+      if (rc == LIBSSH2_ERROR_EAGAIN) return OP_AGAIN;
+      if (rc != 0) { o->err = rc; o->phase = EX_CLOSE; return step_exec(o); }
+      o->phase = EX_IO;
+      o->moved = 1;
+      /* fall through */
+    case EX_IO: {
+      int r1, r2;
+      while (o->data && o->off < o->len) {   /* stdin, as the window allows */
+        ssize_t n = libssh2_channel_write(o->ch, o->data + o->off, o->len - o->off);
+        if (n == LIBSSH2_ERROR_EAGAIN) break;
+        if (n < 0) { o->err = (int)n; return OP_FAIL; }
+        o->off += (size_t)n;
+        o->moved = 1;
+      }
+      if (o->data && o->off == o->len) {
+        rc = libssh2_channel_send_eof(o->ch);
+        if (rc == 0) o->data = NULL;
+        else if (rc != LIBSSH2_ERROR_EAGAIN) { o->err = rc; return OP_FAIL; }
+      }
+      r1 = drain(o, 0);
+      r2 = drain(o, 1);
+      if (r1 == OP_FAIL || r2 == OP_FAIL) return OP_FAIL;
+      if (!libssh2_channel_eof(o->ch) || o->data) return OP_AGAIN;
+      o->phase = EX_CLOSE;
+    }
+      /* fall through */
+    case EX_CLOSE:
+      rc = libssh2_channel_close(o->ch);
+      if (rc == LIBSSH2_ERROR_EAGAIN) return OP_AGAIN;
+      rc = libssh2_channel_wait_closed(o->ch);
+      if (rc == LIBSSH2_ERROR_EAGAIN) return OP_AGAIN;
+      o->code = libssh2_channel_get_exit_status(o->ch);
+      libssh2_channel_get_exit_signal(o->ch, &o->signame, NULL, NULL, NULL, NULL, NULL);
+      o->phase = EX_FREE;
+      /* fall through */
+    case EX_FREE:
+      rc = libssh2_channel_free(o->ch);
+      if (rc == LIBSSH2_ERROR_EAGAIN) return OP_AGAIN;
+      o->ch = NULL;
+      return o->err ? OP_FAIL : OP_DONE;
+  }
+  return OP_FAIL;
+}
+
+static int executed (lua_State *L, int status, lua_KContext ctx) {
+  ssh_op *o = (ssh_op *)ctx;
+  if (o->status != OP_DONE) {
+    int n = ssh_op_fail(L, o, "exec failed");
+    ssh_op_free(o);
+    return n;
+  }
+  lua_createtable(L, 0, 4);
+  if (o->signame) {
+    lua_pushstring(L, o->signame);
+    lua_setfield(L, -2, "signal");
+  } else {
+    lua_pushinteger(L, o->code);
+    lua_setfield(L, -2, "code");
+  }
+  lua_pushlstring(L, o->out.data ? o->out.data : "", o->out.len);
+  lua_setfield(L, -2, "stdout");
+  lua_pushlstring(L, o->err_out.data ? o->err_out.data : "", o->err_out.len);
+  lua_setfield(L, -2, "stderr");
+  ssh_op_free(o);
+  return 1;
+}
+
+/* sess:exec(cmd [, stdin]) -> { code | signal, stdout, stderr } */
+static int ssh_exec (lua_State *L) {
+  ssh_session *s = ssh_check(L, 1);
+  ssh_op *o;
+  luaL_checkstring(L, 2);
+  luaL_optstring(L, 3, NULL);
+  lua_settop(L, 3);
+  o = ssh_op_new(L, s, step_exec);
+  o->a = lua_tostring(L, 2);
+  o->data = lua_tolstring(L, 3, &o->len);
+  return ssh_op_run(L, o, executed);
+}
+
+
+/* ---- the session object ---- */
+
+static void on_keepalive (uv_timer_t *t) {
+  ssh_session *s = t->data;
+  int next = 0;
+  if (s->s) libssh2_keepalive_send(s->s, &next);
+}
+
+/* sess:keepalive(seconds): protocol keepalives while the session idles */
+static int ssh_keepalive (lua_State *L) {
+  ssh_session *s = ssh_check(L, 1);
+  int secs = (int)luaL_checkinteger(L, 2);
+  libssh2_keepalive_config(s->s, 0, (unsigned)secs);
+  uv_timer_start(&s->timer, on_keepalive, (uint64_t)secs * 1000, (uint64_t)secs * 1000);
+  uv_unref((uv_handle_t *)&s->timer);  /* keeps nothing alive */
+  return 0;
+}
+
+/* sess:stats() -> { channels, sftp_ops }: what each host cost */
+static int ssh_stats (lua_State *L) {
+  ssh_session *s = ssh_check(L, 1);
+  lua_createtable(L, 0, 2);
+  lua_pushinteger(L, s->channels);
+  lua_setfield(L, -2, "channels");
+  lua_pushinteger(L, s->sftp_ops);
+  lua_setfield(L, -2, "sftp_ops");
+  return 1;
+}
+
+static int ssh_close (lua_State *L) {
+  ssh_session **box = luaL_checkudata(L, 1, SESSION_MT);
+  if (*box) {
+    session_shutdown(*box);
+    *box = NULL;
+  }
+  return 0;
+}
+
+static int ssh_tostring (lua_State *L) {
+  ssh_session **box = luaL_checkudata(L, 1, SESSION_MT);
+  if (*box) lua_pushfstring(L, "orch.ssh.session (%s)", (*box)->label);
+  else lua_pushliteral(L, "orch.ssh.session (closed)");
+  return 1;
+}
+
+static const luaL_Reg session_meta[] = {
+  {"__gc", ssh_close}, {"__close", ssh_close}, {"__tostring", ssh_tostring}, {NULL, NULL}
+};
+static const luaL_Reg session_methods[] = {
+  {"host_key", ssh_host_key}, {"check_host_key", ssh_check_host_key},
+  {"auth_methods", ssh_auth_methods}, {"auth_key", ssh_auth_key},
+  {"auth_password", ssh_auth_password}, {"auth_agent", ssh_auth_agent},
+  {"exec", ssh_exec}, {"keepalive", ssh_keepalive}, {"stats", ssh_stats},
+  {"close", ssh_close}, {NULL, NULL}
+};
+static const luaL_Reg ssh_funcs[] = {
+  {"session", ssh_session_new}, {"resolve", ssh_resolve}, {NULL, NULL}
+};
+
+int luaopen_orch_core_ssh (lua_State *L) {
+  libssh2_init(0);
+  orch_newclass(L, SESSION_MT, session_meta, session_methods);
+  luaL_getmetatable(L, SESSION_MT);        /* [mt] */
+  lua_getfield(L, -1, "__index");          /* [mt, methods] */
+  orch_ssh_sftp_methods(L);
+  lua_pop(L, 2);
+  luaL_newlib(L, ssh_funcs);
+  return 1;
+}

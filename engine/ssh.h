@@ -1,0 +1,85 @@
+/*
+** ssh.h: what ssh.c (sessions, exec) and sftp.c share: a session on the
+** event loop, and the non-blocking operations that run on it.
+*/
+#ifndef ORCH_SSH_H
+#define ORCH_SSH_H
+
+#include <libssh2.h>
+#include <libssh2_sftp.h>
+
+#include "orch.h"
+
+#define SESSION_MT "orch.ssh.session"
+
+enum { OP_DONE, OP_AGAIN, OP_FAIL };
+
+typedef struct ssh_op ssh_op;
+typedef struct ssh_session ssh_session;
+
+/*
+** One step of an operation: do as much as libssh2 allows without
+** blocking; OP_AGAIN when it must wait for the socket (or the SFTP channel,
+** which runs one request at a time), else OP_DONE or OP_FAIL (with err).
+*/
+typedef int (*ssh_step) (ssh_op *o);
+
+typedef struct ssh_buf { char *data; size_t len, cap; } ssh_buf;
+
+/*
+** An operation lives in a userdata on its task's Lua stack while it waits
+** (so the strings it points at, its arguments, stay alive too).
+*/
+struct ssh_op {
+  orch_wait w;              /* first: the cancel hook casts back */
+  ssh_session *sess;
+  ssh_step step;
+  ssh_op *next;             /* in sess->waiting */
+  int queued;
+  int status;               /* OP_DONE or OP_FAIL once finished */
+  int err;                  /* libssh2 error code (or -errno) on failure */
+  int sftp_err;             /* SFTP status code when err is SFTP_PROTOCOL */
+  int phase;
+  int moved;                /* the last step transferred data */
+  const char *a, *b;        /* command or paths (Lua strings) */
+  const char *data;         /* bytes to send (a Lua string) */
+  size_t len, off;
+  long mode;
+  unsigned long flags;
+  LIBSSH2_CHANNEL *ch;
+  LIBSSH2_SFTP_HANDLE *fh;
+  LIBSSH2_SFTP_ATTRIBUTES attrs;
+  ssh_buf out, err_out;     /* malloc'd; freed by ssh_op_free */
+  int code;                 /* exit status */
+  char *signame;            /* exit signal, malloc'd by libssh2 */
+};
+
+struct ssh_session {
+  LIBSSH2_SESSION *s;       /* NULL once closed */
+  int fd;
+  uv_poll_t poll;
+  uv_timer_t timer;         /* keepalive */
+  int handles;              /* open libuv handles; freed at 0 */
+  ssh_op *waiting;
+  ssh_op *sftp_owner;       /* the op using the SFTP channel */
+  LIBSSH2_SFTP *sftp;
+  const char *label;        /* "host:port" for messages, malloc'd */
+  lua_Integer channels, sftp_ops;  /* counters: round trips, roughly */
+};
+
+/* Runs o: at once if it can, else waits (yield or loop) and then k. */
+int ssh_op_run (lua_State *L, ssh_op *o, lua_KFunction k);
+/* [..] -> [.., op]: a zeroed op for the session at stack index 1. */
+ssh_op *ssh_op_new (lua_State *L, ssh_session *sess, ssh_step step);
+void ssh_op_free (ssh_op *o);
+/* The fail tuple for an op that failed: nil, "host: what: why", CODE. */
+int ssh_op_fail (lua_State *L, ssh_op *o, const char *what);
+ssh_session *ssh_check (lua_State *L, int idx);
+int ssh_buf_add (ssh_buf *b, const char *data, size_t n);
+
+/* SFTP requests run one at a time per session: take the channel, or wait. */
+int ssh_sftp_acquire (ssh_op *o);
+
+void orch_ssh_sftp_methods (lua_State *L);
+
+#endif
