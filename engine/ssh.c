@@ -128,6 +128,7 @@ int ssh_op_run (lua_State *L, ssh_op *o, lua_KFunction k) {
   int r = o->step(o);
   if (r != OP_AGAIN) {
     o->status = r;
+    if (s->sftp_owner == o) s->sftp_owner = NULL;
     if (s->waiting) drive(s);   /* our reads may have fed theirs */
     return k(L, LUA_OK, (lua_KContext)o);
   }

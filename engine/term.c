@@ -2,7 +2,12 @@
 ** term.c: orch.core.term, what the terminal is: a TTY or not, its width.
 ** Colour policy (NO_COLOR, --json) is the UI's, in Lua.
 */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
 #include <sys/ioctl.h>
+#include <termios.h>
 #include <unistd.h>
 
 #include "orch.h"
@@ -31,8 +36,36 @@ static int term_size (lua_State *L) {
   return 2;
 }
 
+/*
+** term.read_secret(prompt) -> the line typed on the controlling terminal,
+** not echoed (a passphrase); fail when there is no terminal to ask.
+*/
+static int term_read_secret (lua_State *L) {
+  const char *prompt = luaL_checkstring(L, 1);
+  struct termios old, quiet;
+  char buf[1024];
+  ssize_t n;
+  size_t len = 0;
+  int fd = open("/dev/tty", O_RDWR | O_CLOEXEC | O_NOCTTY);
+  if (fd < 0) return orch_fail(L, "/dev/tty", errno);
+  if (tcgetattr(fd, &old) != 0) { int e = errno; close(fd); return orch_fail(L, "/dev/tty", e); }
+  quiet = old;
+  quiet.c_lflag &= ~(tcflag_t)ECHO;
+  quiet.c_lflag |= ICANON;
+  (void)!write(fd, prompt, strlen(prompt));
+  tcsetattr(fd, TCSAFLUSH, &quiet);
+  while (len < sizeof buf - 1 && (n = read(fd, buf + len, 1)) == 1 && buf[len] != '\n') len++;
+  tcsetattr(fd, TCSAFLUSH, &old);
+  (void)!write(fd, "\n", 1);
+  close(fd);
+  lua_pushlstring(L, buf, len);
+  memset(buf, 0, sizeof buf);
+  return 1;
+}
+
 static const luaL_Reg term_funcs[] = {
-  {"isatty", term_isatty}, {"size", term_size}, {NULL, NULL}
+  {"isatty", term_isatty}, {"size", term_size}, {"read_secret", term_read_secret},
+  {NULL, NULL}
 };
 
 int luaopen_orch_core_term (lua_State *L) {

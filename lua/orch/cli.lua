@@ -7,7 +7,7 @@ local errors = require("orch.errors")
 local M = {}
 
 local commands = {}
-local order = { "play", "history", "rollback", "config", "lua", "version", "help" }
+local order = { "play", "run", "status", "history", "rollback", "config", "lua", "version", "help" }
 
 commands.play = {
   usage = "orch play FILE [options]",
@@ -17,13 +17,15 @@ The playbook is Lua. Its run is recorded in the state store, by default
 .orch/state.db beside the playbook, which also serialises runs: a second
 run waits for the first (up to --lock-timeout), then gives up.]],
   options = {
+    { short = "-i", long = "--inventory", arg = "FILE", multi = true, help = "hosts: an Ansible-style YAML inventory or a .lua file (repeatable)" },
+    { long = "--limit", arg = "SELECTOR", help = "only these hosts, within what each play selects (\"web*,!web03\")" },
     { short = "-e", long = "--extra-vars", arg = "KEY=VALUE", multi = true, help = "set vars.KEY for the playbook (repeatable)" },
     { long = "--check", help = "read and compare only: report what would change, change nothing" },
     { long = "--diff", help = "show what changes: a unified diff of file contents, attribute by attribute for the rest" },
     { long = "--json", help = "print one JSON event per line instead of text" },
     { long = "--state", arg = "PATH", help = "state store file (default: .orch/state.db beside FILE)" },
     { long = "--lock-timeout", arg = "SECONDS", number = true, default = 30, help = "how long to wait for another run's lock (default 30)" },
-    { long = "--forks", arg = "N", number = true, default = 50, help = "how many concurrent tasks a bounded map runs at once (default 50)" },
+    { long = "--forks", arg = "N", number = true, default = 50, help = "how many hosts a play works on at once (default 50)" },
     { short = "-v", long = "--verbose", help = "show Lua tracebacks with errors" },
     { short = "-h", long = "--help", help = "show this help" },
   },
@@ -85,6 +87,32 @@ was there before orch managed them.]],
     { long = "--lock-timeout", arg = "SECONDS", number = true, default = 30, help = "how long to wait for another run's lock" },
   }),
   run = function(opts, rest) return require("orch.versions").config(opts, rest) end,
+}
+
+local inventory_options = {
+  { short = "-i", long = "--inventory", arg = "FILE", multi = true, help = "hosts: an Ansible-style YAML inventory or a .lua file (repeatable)" },
+  { long = "--limit", arg = "SELECTOR", help = "only these hosts, within the selection" },
+  { long = "--forks", arg = "N", number = true, default = 50, help = "how many hosts at once (default 50)" },
+  { long = "--json", help = "one JSON object per host" },
+}
+
+commands.run = {
+  usage = "orch run SELECTOR -i INV [options] -- CMD...",
+  summary = "Run a command on every selected host at once; output grouped per host.",
+  description = [[
+One word after -- is a shell command line ('uptime; df -h'); several are an
+argv, quoted for you. Exit 1 when any host failed or was unreachable.]],
+  options = with(inventory_options, {
+    { long = "--timeout", arg = "SECONDS", number = true, help = "kill the command (and what it started) after this long" },
+  }),
+  run = function(opts, rest) return require("orch.adhoc").run(opts, rest) end,
+}
+
+commands.status = {
+  usage = "orch status -i INV [SELECTOR]",
+  summary = "Reachability, OS, kernel, uptime and load of every host, in one table.",
+  options = with(inventory_options, {}),
+  run = function(opts, rest) return require("orch.adhoc").status(opts, rest) end,
 }
 
 commands.lua = {

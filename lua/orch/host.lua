@@ -67,12 +67,50 @@ function Host:temp_file(content)
   return path, function() fs.remove(dir, { recursive = true }) end
 end
 
+--- What h:facts() runs, on any host: one round trip.
+M.FACTS_SCRIPT = "cat /etc/os-release 2>/dev/null; echo '--orch--'; uname -n; uname -r; uname -m; "
+  .. "nproc 2>/dev/null || echo 1; grep MemTotal /proc/meminfo 2>/dev/null; cat /proc/uptime 2>/dev/null"
+
+--- Facts from FACTS_SCRIPT's output: os (os-release fields, lower-case
+-- keys), hostname, kernel, arch, cpus, memory_mb, uptime (seconds).
+function M.parse_facts(out)
+  local release, rest = out:match("^(.-)%-%-orch%-%-\n(.*)$")
+  local os_info = {}
+  for k, v in (release or ""):gmatch("([%w_]+)=\"?([^\"\n]*)\"?") do os_info[k:lower()] = v end
+  local lines = {}
+  for l in (rest or ""):gmatch("[^\n]+") do lines[#lines + 1] = l end
+  return {
+    os = os_info, hostname = lines[1], kernel = lines[2], arch = lines[3], cpus = tonumber(lines[4]),
+    memory_mb = lines[5] and math.floor((tonumber(lines[5]:match("%d+")) or 0) / 1024),
+    uptime = lines[6] and tonumber(lines[6]:match("^[%d.]+")),
+  }
+end
+
+--- Facts about the machine, gathered once and cached.
+function Host:facts()
+  if not self.cached_facts then
+    self.cached_facts = M.parse_facts(self:exec(M.FACTS_SCRIPT).stdout)
+  end
+  return self.cached_facts
+end
+
+--- Copy a file or tree: on the local machine, a copy.
+function Host:put(src, dst)
+  local r = self:exec({ "cp", "-a", "--", src, dst }, { check = false })
+  if not r or r.code ~= 0 then return nil, ("%s: cp %s %s failed"):format(self.name, src, dst), "EFAILURE" end
+  return true
+end
+Host.get = Host.put
+
+function Host:close() end
+
 function Host:__tostring() return "host " .. self.name end
 
---- The local machine as a host.
-function M.localhost(vars)
-  return setmetatable({ name = "local", address = "localhost", roles = {}, vars = vars or {},
-    connection = "local" }, Host)
+--- The local machine as a host; `h` (an inventory entry) names it.
+function M.localhost(h)
+  h = h or {}
+  return setmetatable({ name = h.name or "local", address = "localhost", roles = h.roles or {},
+    vars = h.vars or {}, connection = "local" }, Host)
 end
 
 return M

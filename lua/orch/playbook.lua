@@ -13,6 +13,9 @@ local resource = require("orch.resource")
 local providers = require("orch.providers")
 local secret = require("orch.secret")
 local config_mod = require("orch.config")
+local play_mod = require("orch.play")
+local selector = require("orch.selector")
+local inventory_mod = require("orch.inventory")
 
 local M = {}
 
@@ -135,6 +138,37 @@ local function environment(run, path, vars, forks)
     end
   end
 
+  -- inventory "hosts.yaml" (beside the playbook) and host "web01" { ... }
+  local function inventory(file)
+    if type(file) ~= "string" then error("inventory needs a file name", 2) end
+    if file:sub(1, 1) ~= "/" then file = run.playbook_dir .. "/" .. file end
+    local ok, err = pcall(run.inventory.load, run.inventory, file)
+    if not ok then error(err, 2) end
+  end
+
+  local function host(name)
+    if type(name) ~= "string" then error("host needs a name (a string), got " .. type(name), 2) end
+    local where = caller(2)
+    return function(attrs)
+      local ok, err = pcall(run.inventory.add_host, run.inventory, name, attrs or {}, where)
+      if not ok then error(err, 2) end
+    end
+  end
+
+  -- play "name" { on = SELECTOR, serial =, max_fail =, function(h) ... end,
+  -- handlers = {...}, rollback = function(h) ... end }
+  local function play(name)
+    if type(name) ~= "string" then error("play needs a name (a string), got " .. type(name), 2) end
+    return function(spec)
+      local ok, err = pcall(play_mod.check, name, spec)
+      if not ok then error(err, 2) end
+      ok, err = pcall(selector.select, run.inventory, spec.on)
+      if not ok then error(("play '%s': %s"):format(name, err), 2) end
+      return play_mod.run(run, name, spec)
+    end
+  end
+
+  env.inventory, env.host, env.play = inventory, host, play
   env.step, env.sh, env.log, env.print = step, sh, log, log
   env.handler, env.config, env.secret = handler, config, secret.new
   env.vars = vars
@@ -176,7 +210,12 @@ function M.run(path, opts)
   if not lock then store:close(); ui:error(lock_err); return 1 end
 
   local run = run_mod.new({ ui = ui, store = store, check = opts.check, diff = opts.diff,
-    playbook_dir = dirname(path) })
+    playbook_dir = dirname(path), inventory = inventory_mod.new(), limit = opts.limit,
+    forks = math.tointeger(opts.forks) or 50 })
+  for _, file in ipairs(opts.inventory or {}) do
+    local iok, ierr = pcall(run.inventory.load, run.inventory, file)
+    if not iok then lock:unlock(); store:close(); ui:error(tostring(ierr)); return 2 end
+  end
   run.id = store:begin_run({ playbook = path, command = command })
   local started = loop.now()
   run:emit({ event = "run_start", playbook = path, check = opts.check or nil })
@@ -201,6 +240,7 @@ function M.run(path, opts)
   elseif run.failed then
     code, status = 1, "failed"
   end
+  run:disconnect()
   run:flush()
   store:finish_run(run.id, status)
   run:emit({ event = "recap", status = status, hosts = run.hosts, order = run.order, check = opts.check or nil,

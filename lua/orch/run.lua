@@ -2,6 +2,7 @@
 -- host for the recap, every event shown (scrubbed of secrets) and stored,
 -- the handlers notified, and the host work is aimed at.
 local loop = require("orch.core.loop")
+local task = require("orch.task")
 local host_mod = require("orch.host")
 local secret = require("orch.secret")
 
@@ -18,16 +19,26 @@ end
 
 function M.is_failure(err) return getmetatable(err) == Failure end
 
+--- The host object for inventory entry h: the local machine for
+-- connection = "local", else an SSH session; nil, err when unreachable.
+function M.connect(h)
+  if h.connection == "local" then return host_mod.localhost(h) end
+  local sess, err = require("orch.ssh").connect(h)
+  if not sess then return nil, err end
+  return require("orch.remote").new(h, sess)
+end
+
 local Run = {}
 Run.__index = Run
 
---- opts: id, ui, store, check, diff, playbook_dir.
+--- opts: id, ui, store, check, diff, playbook_dir, inventory, limit, forks.
 function M.new(opts)
   local run = setmetatable(opts, Run)
   run.hosts, run.order, run.failed = {}, {}, false
   run.handlers, run.handler_order, run.notified = {}, {}, {}
   run.pending, run.flushed = {}, loop.now()
   run.localhost = host_mod.localhost()
+  run.connections = {}   -- host name -> host object, or false, error
   return run
 end
 
@@ -60,18 +71,41 @@ end
 function Run:count(host, status)
   local s = self.hosts[host]
   if not s then
-    s = { ok = 0, changed = 0, failed = 0, skipped = 0 }
+    s = { ok = 0, changed = 0, failed = 0, skipped = 0, unreachable = 0 }
     self.hosts[host] = s
     self.order[#self.order + 1] = host
   end
   s[status] = s[status] + 1
-  if status == "failed" then self.failed = true end
+  if status == "failed" or status == "unreachable" then self.failed = true end
 end
 
---- The host that work at this point targets: the local machine unless a
--- play's task has chosen another.
+--- The host that work at this point targets: the play's host of this task
+-- (inherited by the tasks it spawns), else the local machine.
 function Run:host()
-  return self.localhost
+  return task.context() or self.localhost
+end
+
+--- The host object for inventory entry h, connected once per run: an SSH
+-- session stays open for every play and resource that follows. nil, err
+-- when it can't be reached (remembered: one try per run).
+function Run:connect(h)
+  local known = self.connections[h.name]
+  if known ~= nil then
+    if known then return known end
+    return nil, self.connections[h.name .. "\0err"]
+  end
+  local host, err = M.connect(h)
+  self.connections[h.name] = host or false
+  self.connections[h.name .. "\0err"] = err
+  return host, err
+end
+
+--- Close every connection the run opened.
+function Run:disconnect()
+  for name, host in pairs(self.connections) do
+    if type(host) == "table" then host:close() end
+    self.connections[name] = nil
+  end
 end
 
 function Run:add_handler(name, fn, where)
@@ -82,28 +116,44 @@ function Run:add_handler(name, fn, where)
   self.handler_order[#self.handler_order + 1] = name
 end
 
---- Queue handlers by name (each runs once, at the end); `by` names who.
+--- Queue handlers by name for the current host (each runs once, at the
+-- end of its play or of the playbook); `by` names who asked.
 function Run:notify(names, by)
+  local host = self:host().name
+  local queue = self.notified[host]
+  if not queue then queue = {}; self.notified[host] = queue end
   for _, name in ipairs(names) do
-    if not self.notified[name] then self.notified[name] = by end
+    if not queue[name] then queue[name] = by end
   end
 end
 
---- Run the notified handlers in the order they were defined; an unknown
--- name is an error naming the resource that asked for it.
-function Run:run_handlers()
-  for name, by in pairs(self.notified) do
-    if not self.handlers[name] then
+--- Run the handlers notified for the current host: a play's own
+-- (`handlers`, in name order) first, then the playbook's, in the order
+-- they were defined. An unknown name is an error naming who asked for it.
+function Run:run_handlers(play_handlers)
+  local h = self:host()
+  local queue = self.notified[h.name]
+  if not queue then return end
+  for name, by in pairs(queue) do
+    if not self.handlers[name] and not (play_handlers and play_handlers[name]) then
       error(M.failure(("%s notified handler '%s', but no handler has that name"):format(by, name)), 0)
     end
   end
-  for _, name in ipairs(self.handler_order) do
-    if self.notified[name] then
-      self.notified[name] = nil
-      self:emit({ event = "handler", host = self:host().name, name = name })
-      self.handlers[name].fn(self:host())
+  local order = {}
+  if play_handlers then
+    for name in pairs(play_handlers) do order[#order + 1] = name end
+    table.sort(order)
+  end
+  for _, name in ipairs(self.handler_order) do order[#order + 1] = name end
+  for _, name in ipairs(order) do
+    if queue[name] then
+      queue[name] = nil
+      self:emit({ event = "handler", host = h.name, name = name })
+      local fn = play_handlers and play_handlers[name] or self.handlers[name].fn
+      fn(h)
     end
   end
+  self.notified[h.name] = nil
 end
 
 return M

@@ -5,9 +5,31 @@ local errors = require("orch.errors")
 
 local M = {}
 
-M.spawn = loop.spawn
 M.sleep = loop.sleep
 M.current = loop.current
+
+-- A value each task inherits from the one that spawned it (a play puts its
+-- host there, so work a play's function fans out still targets that host).
+local contexts = setmetatable({}, { __mode = "k" })
+local top_context
+
+function M.context()
+  local t = loop.current()
+  if t then return contexts[t] end
+  return top_context
+end
+
+function M.set_context(value)
+  local t = loop.current()
+  if t then contexts[t] = value else top_context = value end
+end
+
+--- Start fn(...) in a new task that inherits this one's context.
+function M.spawn(fn, ...)
+  local t = loop.spawn(fn, ...)
+  contexts[t] = M.context()
+  return t
+end
 
 --- Wait for every task in a list: an array of { ok, value | err }.
 function M.wait_all(tasks)
@@ -66,7 +88,7 @@ function M.map(items, limit, fn)
   local sem = M.semaphore(limit)
   local tasks = {}
   for i, item in ipairs(items) do
-    tasks[i] = loop.spawn(function()
+    tasks[i] = M.spawn(function()
       sem:acquire()
       local ok, value = xpcall(fn, errors.traceback, item, i)
       sem:release()

@@ -6,7 +6,8 @@ local errors = require("orch.errors")
 
 local M = {}
 
-local colors = { ok = "32", changed = "33", failed = "31", skipped = "36", bold = "1", dim = "2" }
+local colors = { ok = "32", changed = "33", failed = "31", skipped = "36", unreachable = "35",
+  bold = "1", dim = "2" }
 -- a step or resource line: status, host, what, elapsed
 
 local ui = {}
@@ -79,6 +80,25 @@ function human.resource(self, ev)
   return line
 end
 
+function human.play(self, ev)
+  return self:paint("bold", ("PLAY %s"):format(ev.name))
+    .. self:paint("dim", ("  (%d host%s%s)"):format(ev.hosts, ev.hosts == 1 and "" or "s",
+      ev.serial and (", batches of " .. ev.serial) or ""))
+end
+
+function human.host(self, ev)
+  local line = ("  %s  %-8s"):format(self:paint(ev.status, ("%-7s"):format(ev.status == "unreachable"
+    and "unreach" or ev.status)), ev.host)
+  if ev.error then
+    line = line .. "\n" .. self:paint(ev.status, "    " .. errors.message(ev.error, self.verbose):gsub("\n", "\n    "))
+  end
+  return line
+end
+
+function human.rollback(self, ev)
+  return ("  %s  %-8s play %s"):format(self:paint("failed", ("%-7s"):format("rollbck")), ev.host, ev.name)
+end
+
 function human.handler(self, ev)
   return ("  %s  %-8s %s"):format(self:paint("bold", ("%-7s"):format("handler")), ev.host, ev.name)
 end
@@ -100,8 +120,8 @@ function human.recap(self, ev)
       local text = ("%s=%d"):format(name, s[name])
       return s[name] > 0 and self:paint(name, text) or text
     end
-    lines[#lines + 1] = ("  %-12s %s  %s  %s  %s"):format(host, field("ok"), field("changed"),
-      field("failed"), field("skipped"))
+    lines[#lines + 1] = ("  %-12s %s  %s  %s  %s  %s"):format(host, field("ok"), field("changed"),
+      field("failed"), field("skipped"), field("unreachable"))
   end
   lines[#lines + 1] = ("  %s in %s; run %d recorded in %s%s"):format(
     self:paint(ev.status == "ok" and "ok" or "failed", ev.status), seconds(ev.elapsed), ev.run_id, ev.state,
