@@ -578,7 +578,7 @@ end
 --              host's own mapping, where orch reads `address`, `user`,
 --              `port`, `key_file`, ... as its own keys (so `port` there is
 --              the SSH port; put an application's port in `vars`)
---   key        the ansible_ssh_private_key_file (default lab.key)
+--   key        the ansible_ssh_private_key_file (default lab.key; false: none)
 --   path       default lab.dir/hosts.yaml
 -- Every host carries its ansible_* keys itself, so a reader needs no group
 -- vars inheritance to connect.
@@ -599,8 +599,8 @@ function lab:inventory_yaml(opts)
       ansible_host = h.address,
       ansible_port = h.port,
       ansible_user = self.user,
-      ansible_ssh_private_key_file = opts.key or self.key,
     }
+    if opts.key ~= false then vars.ansible_ssh_private_key_file = opts.key or self.key end
     local own = opts.host_vars and (opts.host_vars[i] or opts.host_vars[h.name]) or {}
     for k, v in pairs(own) do vars[k] = v end
     for _, k in ipairs(sorted_keys(vars)) do

@@ -38,6 +38,7 @@ run waits for the first (up to --lock-timeout), then gives up.]],
 local store_options = {
   { long = "--state", arg = "PATH", help = "the state store (default: .orch/state.db here)" },
   { short = "-f", long = "--file", arg = "PLAYBOOK", help = "use the state store beside this playbook" },
+  { short = "-i", long = "--inventory", arg = "FILE", multi = true, help = "where to find HOST (for files on SSH hosts)" },
 }
 
 local function with(options, more)

@@ -34,10 +34,25 @@ local function target(spec)
   return host, path
 end
 
--- Hosts reachable for restoring; SSH hosts join with the inventory.
-local function connect(name)
+-- The host to restore on: the local machine, or an inventory host (-i),
+-- connected once per command.
+local connections = {}
+local function connect(name, opts)
   if name == "local" then return host_mod.localhost() end
-  return nil, ("host '%s': only the local machine can be restored in this version"):format(name)
+  if connections[name] then return connections[name] end
+  local inv = require("orch.inventory").new()
+  for _, file in ipairs(opts.inventory or {}) do
+    local ok, err = pcall(inv.load, inv, file)
+    if not ok then return nil, tostring(err) end
+  end
+  local entry = inv:get(name)
+  if not entry then
+    return nil, ("host '%s' is not in the inventory%s"):format(name, #(opts.inventory or {}) == 0
+      and " (give -i FILE)" or "")
+  end
+  local h, err = require("orch.run").connect(entry)
+  connections[name] = h
+  return h, err
 end
 
 local function when(t) return os.date("%Y-%m-%d %H:%M:%S", math.floor(t)) end
@@ -91,8 +106,8 @@ local function as_run(opts, command, fn)
 end
 
 -- Restore one file; prints what happened. Returns true, or false on failure.
-local function restore(store, run_id, host, path, version)
-  local h, err = connect(host)
+local function restore(store, run_id, host, path, version, opts)
+  local h, err = connect(host, opts)
   if not h then io.stderr:write("orch: ", err, "\n"); return false end
   local new, rerr = history.restore(store, h, path, version, run_id)
   if new == nil then io.stderr:write("orch: ", rerr, "\n"); return false end
@@ -114,7 +129,7 @@ function M.rollback(opts, rest)
       if #changes == 0 then error(("run %s changed no file"):format(tostring(opts.run)), 0) end
       local ok = true
       for _, c in ipairs(changes) do
-        ok = restore(store, run_id, c.host, c.path, c.first - 1) and ok
+        ok = restore(store, run_id, c.host, c.path, c.first - 1, opts) and ok
       end
       return ok and 0 or 1
     end)
@@ -126,7 +141,7 @@ function M.rollback(opts, rest)
     if not latest then error(("%s:%s has no recorded versions"):format(host, path), 0) end
     local to = opts.to and math.tointeger(opts.to) or latest.version - 1
     if not to or to < 0 then error(("%s:%s has no version before %d"):format(host, path, latest.version), 0) end
-    return restore(store, run_id, host, path, to) and 0 or 1
+    return restore(store, run_id, host, path, to, opts) and 0 or 1
   end)
 end
 
@@ -181,7 +196,7 @@ function M.config(opts, rest)
       local ok = true
       for _, key in ipairs(order) do
         local f = wanted[key]
-        ok = restore(store, run_id, f.host, f.path, f.version) and ok
+        ok = restore(store, run_id, f.host, f.path, f.version, opts) and ok
       end
       local files = {}
       for i, f in ipairs(target_v.files) do
