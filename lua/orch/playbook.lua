@@ -240,6 +240,7 @@ function M.run(path, opts)
   elseif run.failed then
     code, status = 1, "failed"
   end
+  run:count_round_trips()
   run:disconnect()
   run:flush()
   store:finish_run(run.id, status)

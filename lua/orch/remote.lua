@@ -129,6 +129,7 @@ function Remote:stat(path, opts)
       local data, rerr, rcode = self.session:read(path)
       if not data then return nil, rerr, rcode end
       st.sha256 = fs.sha256_data(data)
+      st.content = data   -- the caller may want it too: saves reading twice
     else
       local r, xerr, xcode = self:exec({ "sha256sum", "--", path }, { check = false })
       if not r or r.code ~= 0 then return nil, xerr or (self.name .. ": sha256sum " .. path .. " failed"), xcode end
@@ -183,7 +184,12 @@ function Remote:mkdir(path, mode)
     if ok == nil then return nil, err, code end
   end
   local ok, err, code = self.session:mkdir(path, mode)
-  if not ok then return nil, err, code end
+  if not ok then
+    -- someone else made it meanwhile: as mkdir -p, that is fine
+    local now = self.session:stat(path)
+    if now and now.type == "directory" then return false end
+    return nil, err, code
+  end
   ok, err, code = self.session:setstat(path, { mode = mode })   -- past the umask
   if not ok then return nil, err, code end
   return true

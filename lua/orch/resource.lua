@@ -51,7 +51,7 @@ end
 -- A file's current state; its content is read only if someone asks.
 local function file_have(h, path, st)
   local have = { path = path, mode = st.mode, owner = st.user, group = st.group, uid = st.uid,
-    gid = st.gid, sha256 = st.sha256, size = st.size }
+    gid = st.gid, sha256 = st.sha256, size = st.size, content = st.content }
   return setmetatable(have, { __index = function(t, k)
     if k ~= "content" then return nil end
     local content, err = h:read(path)

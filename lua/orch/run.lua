@@ -100,6 +100,17 @@ function Run:connect(h)
   return host, err
 end
 
+--- What each SSH host cost, into its recap counts: exec channels opened
+-- and SFTP operations (a read is an open, reads and a close).
+function Run:count_round_trips()
+  for name, host in pairs(self.connections) do
+    if type(host) == "table" and host.session and self.hosts[name] then
+      local st = host.session:stats()
+      self.hosts[name].channels, self.hosts[name].sftp_ops = st.channels, st.sftp_ops
+    end
+  end
+end
+
 --- Close every connection the run opened.
 function Run:disconnect()
   for name, host in pairs(self.connections) do
