@@ -16,8 +16,8 @@ local function select_hosts(opts, sel, ui)
   local inv = inventory.new()
   if #(opts.inventory or {}) == 0 then ui:error("no inventory: give -i FILE"); return nil end
   for _, file in ipairs(opts.inventory) do
-    local ok, err, code = pcall(inv.load, inv, file)
-    if not ok or err == nil and code then ui:error(tostring(ok and code or err)); return nil end
+    local ok, err = pcall(function() local r, e = inv:load(file); if not r then error(e, 0) end end)
+    if not ok then ui:error(tostring(err)); return nil end
   end
   local ok, hosts = pcall(selector.select, inv, sel)
   if ok and opts.limit then ok, hosts = pcall(selector.limit, hosts, inv, opts.limit) end

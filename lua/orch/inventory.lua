@@ -727,6 +727,11 @@ function Inventory:load(path)
   if type(path) ~= "string" then
     error("inventory: expected a path (a string), got " .. describe(path), 2)
   end
+  -- the same file through -i and the playbook's inventory(): once
+  local real = fs.realpath(path)
+  self.loaded = self.loaded or {}
+  if real and self.loaded[real] then return self end
+  if real then self.loaded[real] = true end
   local ext = (path:match("%.(%w+)$") or ""):lower()
   if ext == "lua" then return self:load_lua(path) end
   if ext == "ini" or ext == "cfg" then

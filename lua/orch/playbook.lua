@@ -142,7 +142,7 @@ local function environment(run, path, vars, forks)
   local function inventory(file)
     if type(file) ~= "string" then error("inventory needs a file name", 2) end
     if file:sub(1, 1) ~= "/" then file = run.playbook_dir .. "/" .. file end
-    local ok, err = pcall(run.inventory.load, run.inventory, file)
+    local ok, err = pcall(function() local r, e = run.inventory:load(file); if not r then error(e, 0) end end)
     if not ok then error(err, 2) end
   end
 
@@ -213,7 +213,7 @@ function M.run(path, opts)
     playbook_dir = dirname(path), inventory = inventory_mod.new(), limit = opts.limit,
     forks = math.tointeger(opts.forks) or 50 })
   for _, file in ipairs(opts.inventory or {}) do
-    local iok, ierr = pcall(run.inventory.load, run.inventory, file)
+    local iok, ierr = pcall(function() local r, e = run.inventory:load(file); if not r then error(e, 0) end end)
     if not iok then lock:unlock(); store:close(); ui:error(tostring(ierr)); return 2 end
   end
   run.id = store:begin_run({ playbook = path, command = command })

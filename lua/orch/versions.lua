@@ -42,7 +42,7 @@ local function connect(name, opts)
   if connections[name] then return connections[name] end
   local inv = require("orch.inventory").new()
   for _, file in ipairs(opts.inventory or {}) do
-    local ok, err = pcall(inv.load, inv, file)
+    local ok, err = pcall(function() local r, e = inv:load(file); if not r then error(e, 0) end end)
     if not ok then return nil, tostring(err) end
   end
   local entry = inv:get(name)
