@@ -66,6 +66,41 @@ describe("orch over SSH (real sshd)", function()
       assert.matches("h1: authentication as " .. lab.user .. " failed", res.stdout, 1, true)
     end)
 
+    it("decrypts an encrypted key with the passphrase from ORCH_SSH_PASSPHRASE", function()
+      local home = dir .. "/home"
+      assert(fs.mkdir(home .. "/.ssh"))
+      support.write(home .. "/.ssh/known_hosts", support.read(lab.home .. "/.ssh/known_hosts"))
+      local inv = lab:inventory_yaml({ key = lab.encrypted_key, path = dir .. "/enc.yaml" })
+      local res = orch("run", "h1", "-i", inv, "--", "echo in", { env = { HOME = home, ORCH_SSH_PASSPHRASE = lab.passphrase } })
+      assert.equals(0, res.code, res.stdout)
+      res = orch("run", "h1", "-i", inv, "--", "echo in", { env = { HOME = home, ORCH_SSH_PASSPHRASE = "wrong" } })
+      assert.equals(1, res.code)
+    end)
+
+    it("reads HostName, Port, User and IdentityFile from ~/.ssh/config", function()
+      local home = dir .. "/home"
+      assert(fs.mkdir(home .. "/.ssh"))
+      support.write(home .. "/.ssh/known_hosts", support.read(lab.home .. "/.ssh/known_hosts"))
+      support.write(home .. "/.ssh/config", ("Host web-*\n  HostName 127.0.0.1\n  Port %d\n  User %s\n  IdentityFile %s\n")
+        :format(lab.hosts[2].port, lab.user, lab.key))
+      support.write(dir .. "/inv.lua", 'host "web-two" { }\n')
+      local res = orch("run", "web-two", "-i", dir .. "/inv.lua", "--", "echo via config", { env = { HOME = home } })
+      assert.equals(0, res.code, res.stdout)
+      assert.matches("via config", res.stdout, 1, true)
+    end)
+
+    it("authenticates with a password", function()
+      local plab = sshd.start(1, { password_user = true })
+      finally(function() plab:stop() end)
+      support.write(dir .. "/pw.lua", ([[host "p1" { address = "127.0.0.1", port = %d, user = %q, password = %q }]])
+        :format(plab.hosts[1].port, plab.password_user.name, plab.password_user.password))
+      local res = support.orch("run", "p1", "-i", dir .. "/pw.lua", "--", "id -un",
+        { env = { HOME = plab.home, SSH_AUTH_SOCK = false } })
+      assert.equals(0, res.code, res.stdout)
+      assert.matches(plab.password_user.name, res.stdout, 1, true)
+      assert.is_nil(res.stdout:find(plab.password_user.password, 1, true))
+    end)
+
     it("refuses an unknown host key, and records it with accept-new", function()
       local home = dir .. "/home"
       assert(fs.mkdir(home .. "/.ssh"))

@@ -131,9 +131,13 @@ end
 -- Returns the session, or nil, "host: reason", code.
 function M.connect(h)
   local cfg = M.config_for(h.address or h.name)
+  -- The inventory fills in address = name and port 22 when it has none;
+  -- those defaults give way to ~/.ssh/config, as ssh's own defaults do.
   local name = h.address or cfg.hostname or h.name
   if cfg.hostname and (h.address == nil or h.address == h.name) then name = cfg.hostname end
-  local port = math.tointeger(tonumber(h.port or cfg.port or 22)) or 22
+  local port = h.port
+  if cfg.port and (port == nil or port == 22) then port = cfg.port end
+  port = math.tointeger(tonumber(port or 22)) or 22
   local user = h.user or cfg.user or os.getenv("USER") or "root"
   local addr, rerr, rcode = core.resolve(name)
   if not addr then return nil, ("%s: %s"):format(h.name, rerr), rcode end
