@@ -120,8 +120,11 @@ function Remote:stat(path, opts)
   local link = opts and opts.link
   local st, err, code = self.session:stat(path, link)
   if not st then return nil, err, code end
-  id_maps(self)
-  st.user, st.group = self.users[st.uid], self.groups[st.gid]
+  -- names cost reading passwd and group once per host: only if asked for
+  setmetatable(st, { __index = function(t, k)
+    if k == "user" then return id_maps(self).users[t.uid] end
+    if k == "group" then return id_maps(self).groups[t.gid] end
+  end })
   if link and st.type == "link" then st.target = self.session:readlink(path) end
   if opts and opts.sha256 and st.type == "file" then
     -- a small file costs one more SFTP read; a large one a sha256sum
@@ -142,8 +145,8 @@ end
 function Remote:read(path) return self.session:read(path) end
 
 --- Atomic write: a temp file beside path (mode and owner set first), then
--- renamed over it. Without a mode, an existing file keeps its mode and
--- owner; a new one gets 0644.
+-- renamed over it. An existing file keeps its owner unless one is given,
+-- and its mode unless one is given; a new one gets 0644.
 function Remote:write(path, content, opts)
   opts = opts or {}
   local old = self.session:stat(path)
@@ -154,7 +157,7 @@ function Remote:write(path, content, opts)
   local gid
   gid, err = to_id(self, opts.group, true)
   if opts.group and not gid then return nil, err, "ENOGROUP" end
-  if not opts.mode and old and not uid then uid, gid = old.uid, gid or old.gid end
+  if old then uid, gid = uid or old.uid, gid or old.gid end   -- keep the owner, as fs.write does
   local tmp = ("%s/.%s.orch-%06d"):format(dirname(path), basename(path), math.random(0, 999999))
   local ok, werr, wcode = self.session:write(tmp, content, mode, true)
   if not ok then return nil, werr, wcode end
