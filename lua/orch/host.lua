@@ -20,10 +20,7 @@ function Host:exec(cmd, opts)
     error(("%s: %s"):format(self.name, err), 2)
   end
   if not res.ok and opts.check ~= false then
-    local tail = res.stderr:gsub("%s+$", ""):sub(-400)
-    error(("%s: command failed (%s): %s%s"):format(self.name, proc.failure(res),
-      type(cmd) == "string" and cmd or proc.display({ argv = cmd }),
-      tail ~= "" and ("\n" .. tail) or ""), 2)
+    error(("%s: %s"):format(self.name, proc.failure_message(res, cmd)), 2)
   end
   return res
 end

@@ -92,10 +92,7 @@ local function environment(run, path, vars, forks)
     local res, err = proc.run(cmd, opts)
     if not res then error(failure(err), 2) end
     if not res.ok then
-      local tail = res.stderr:gsub("%s+$", ""):sub(-400)
-      error(failure(("%s: command failed (%s): %s%s"):format(caller(2),
-        proc.failure(res), type(cmd) == "string" and cmd or proc.display({ argv = cmd }),
-        tail ~= "" and ("\n" .. tail) or "")), 2)
+      error(failure(("%s: %s"):format(caller(2), proc.failure_message(res, cmd))), 2)
     end
     return res
   end

@@ -23,15 +23,27 @@ local function normalize(cmd, opts)
   return spawn
 end
 
---- The command as a user would type it, for messages.
-function M.display(opts)
-  if opts.cmd then return opts.cmd end
+--- A word quoted for sh, when it needs it.
+function M.quote(word)
+  word = tostring(word)
+  if not word:find("[^%w%-_./=:,@+]") and word ~= "" then return word end
+  return "'" .. word:gsub("'", "'\\''") .. "'"
+end
+
+--- A command (a shell string or an argv list) as a user would type it.
+function M.display(cmd)
+  if type(cmd) == "string" then return cmd end
+  if cmd.cmd then return cmd.cmd end
   local words = {}
-  for i, a in ipairs(opts.argv) do
-    a = tostring(a)
-    words[i] = a:find("[^%w%-_./=:,@]") and ("'" .. a:gsub("'", "'\\''") .. "'") or a
-  end
+  for i, a in ipairs(cmd.argv or cmd) do words[i] = M.quote(a) end
   return table.concat(words, " ")
+end
+
+--- "command failed (why): cmd" and the tail of its stderr, for errors.
+function M.failure_message(res, cmd)
+  local tail = res.stderr:gsub("%s+$", ""):sub(-400)
+  return ("command failed (%s): %s%s"):format(M.failure(res), M.display(cmd),
+    tail ~= "" and ("\n" .. tail) or "")
 end
 
 --- Why a finished process counts as failed, or nil if it succeeded.
@@ -101,11 +113,7 @@ function M.check(cmd, opts)
   local spawn = normalize(cmd, opts)
   local res, err = M.run(spawn)
   if not res then error(err, 2) end
-  if not res.ok then
-    local tail = res.stderr:gsub("%s+$", ""):sub(-400)
-    error(("command failed (%s): %s%s"):format(M.failure(res), M.display(spawn),
-      tail ~= "" and ("\n" .. tail) or ""), 2)
-  end
+  if not res.ok then error(M.failure_message(res, spawn), 2) end
   return res
 end
 

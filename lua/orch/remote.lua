@@ -12,11 +12,7 @@ local M = {}
 local Remote = {}
 Remote.__index = Remote
 
-local function quote(s)
-  s = tostring(s)
-  if s:match("^[%w%-_./=:,@+]+$") then return s end
-  return "'" .. s:gsub("'", "'\\''") .. "'"
-end
+local quote = proc.quote
 M.quote = quote
 
 local function dirname(path) return path:match("^(.*)/[^/]*$") or "." end
@@ -25,11 +21,7 @@ local function basename(path) return path:match("([^/]*)$") end
 --- The shell command that runs cmd with opts (env, cwd, timeout, become)
 -- on the host: a string is a shell command, a list an argv.
 function Remote:command_line(cmd, opts)
-  local line = type(cmd) == "table" and table.concat((function()
-    local q = {}
-    for i, a in ipairs(cmd) do q[i] = quote(a) end
-    return q
-  end)(), " ") or cmd
+  local line = proc.display(cmd)
   if opts.env then
     local names = {}
     for k in pairs(opts.env) do names[#names + 1] = k end
@@ -73,9 +65,7 @@ function Remote:exec(cmd, opts)
   res.shell = type(cmd) == "string"
   res.ok = proc.failure(res) == nil
   if not res.ok and opts.check ~= false then
-    local tail = res.stderr:gsub("%s+$", ""):sub(-400)
-    error(("%s: command failed (%s): %s%s"):format(self.name, proc.failure(res),
-      type(cmd) == "string" and cmd or proc.display({ argv = cmd }), tail ~= "" and ("\n" .. tail) or ""), 2)
+    error(("%s: %s"):format(self.name, proc.failure_message(res, cmd)), 2)
   end
   return res
 end
