@@ -851,13 +851,36 @@ static int ssh_stats (lua_State *L) {
   return 1;
 }
 
-static int ssh_close (lua_State *L) {
+/* At collection no op can be waiting (each holds the session on its
+** stack) but at lua_close, when their memory may already be gone. */
+static int ssh_gc (lua_State *L) {
   ssh_session **box = luaL_checkudata(L, 1, SESSION_MT);
   if (*box) {
     session_shutdown(*box);
     *box = NULL;
   }
   return 0;
+}
+
+/* What the ops a close cut short point at: the real one is freed first. */
+static ssh_session closed_session = { NULL, -1, {0}, {0}, 0, NULL, NULL, NULL,
+                                      "closed session", 0, 0 };
+
+/* sess:close(): operations other tasks still wait on fail, not hang */
+static int ssh_close (lua_State *L) {
+  ssh_session **box = luaL_checkudata(L, 1, SESSION_MT);
+  ssh_session *s = *box;
+  if (s == NULL) return 0;
+  while (s->waiting) {
+    ssh_op *o = s->waiting;
+    s->waiting = o->next;
+    o->queued = 0;
+    o->status = OP_FAIL;
+    o->err = LIBSSH2_ERROR_SOCKET_DISCONNECT;
+    o->sess = &closed_session;
+    orch_wake(&o->w);
+  }
+  return ssh_gc(L);
 }
 
 static int ssh_tostring (lua_State *L) {
@@ -868,7 +891,7 @@ static int ssh_tostring (lua_State *L) {
 }
 
 static const luaL_Reg session_meta[] = {
-  {"__gc", ssh_close}, {"__close", ssh_close}, {"__tostring", ssh_tostring}, {NULL, NULL}
+  {"__gc", ssh_gc}, {"__close", ssh_close}, {"__tostring", ssh_tostring}, {NULL, NULL}
 };
 static const luaL_Reg session_methods[] = {
   {"host_key", ssh_host_key}, {"check_host_key", ssh_check_host_key},
