@@ -504,6 +504,19 @@ static int loop_interrupted (lua_State *L) {
 }
 
 /*
+** loop.reset_interrupt(): the interrupt was dealt with (the REPL is back at
+** its prompt): waits work again and a pending "interrupted" hook is
+** dropped. The hook goes first: a signal landing in between leaves the hook
+** set, so it is seen, rather than a flag no code checks.
+*/
+static int loop_reset_interrupt (lua_State *L) {
+  if (lua_gethook(main_thread) == on_interrupt_hook) lua_sethook(main_thread, NULL, 0, 0);
+  if (lua_gethook(L) == on_interrupt_hook) lua_sethook(L, NULL, 0, 0);
+  interrupted = 0;
+  return 0;
+}
+
+/*
 ** Children still running at exit are killed with their groups rather than
 ** left behind. The loop is not run again: what its handles hold stays
 ** reachable from it until the process ends a moment later.
@@ -527,7 +540,7 @@ static const luaL_Reg loop_funcs[] = {
   {"spawn", loop_spawn}, {"current", loop_current}, {"cond", cond_new},
   {"sleep", loop_sleep}, {"yield", loop_yield}, {"run", loop_run},
   {"now", loop_now}, {"time", loop_time}, {"interrupted", loop_interrupted},
-  {NULL, NULL}
+  {"reset_interrupt", loop_reset_interrupt}, {NULL, NULL}
 };
 
 /*

@@ -808,16 +808,22 @@ static int executed (lua_State *L, int status, lua_KContext ctx) {
   return 1;
 }
 
-/* sess:exec(cmd [, stdin]) -> { code | signal, stdout, stderr } */
+/*
+** sess:exec(cmd [, stdin [, keep_open]]) -> { code | signal, stdout, stderr }
+** The command's stdin gets the data, then EOF (at once without data, as a
+** local command reads /dev/null); keep_open leaves it open until the
+** channel closes.
+*/
 static int ssh_exec (lua_State *L) {
   ssh_session *s = ssh_check(L, 1);
   ssh_op *o;
   luaL_checkstring(L, 2);
   luaL_optstring(L, 3, NULL);
-  lua_settop(L, 3);
+  lua_settop(L, 4);
   o = ssh_op_new(L, s, step_exec);
   o->a = lua_tostring(L, 2);
   o->data = lua_tolstring(L, 3, &o->len);
+  if (o->data == NULL && !lua_toboolean(L, 4)) o->data = "";
   return ssh_op_run(L, o, executed);
 }
 

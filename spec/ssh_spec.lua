@@ -157,6 +157,12 @@ end }]])
       assert.equals(res.stdout:match("local sha (%x+)"), remote_sha)
     end)
 
+    it("gives a remote command EOF on stdin, as /dev/null would (#4)", function()
+      local res = orch("run", "h1", "-i", lab:inventory_yaml(), "--timeout", "10", "--", "cat; echo after")
+      assert.equals(0, res.code, res.stdout)
+      assert.matches("after", res.stdout, 1, true)
+    end)
+
     it("runs 200 channels at once on one session", function()
       local res = play([[
 play "many" { on = "h1", function(h)

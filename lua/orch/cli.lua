@@ -7,7 +7,7 @@ local errors = require("orch.errors")
 local M = {}
 
 local commands = {}
-local order = { "play", "run", "status", "history", "rollback", "config", "lua", "version", "help" }
+local order = { "play", "run", "status", "repl", "history", "rollback", "config", "lua", "version", "help" }
 
 commands.play = {
   usage = "orch play FILE [options]",
@@ -114,6 +114,29 @@ commands.status = {
   summary = "Reachability, OS, kernel, uptime and load of every host, in one table.",
   options = with(inventory_options, {}),
   run = function(opts, rest) return require("orch.adhoc").status(opts, rest) end,
+}
+
+commands.repl = {
+  usage = "orch repl [-i INV]... [options]",
+  summary = "Interactive Lua with the engine and the inventory in scope.",
+  description = [[
+Each line is Lua: an expression prints its value, incomplete input goes on
+at ">> ". on("role:web"):exec("uptime") runs a command on every selected
+host at once and prints a block per host; on(SEL):facts(), on(SEL):each(fn)
+and help() are there too. Connections stay open for the session. Ctrl-C
+stops the running command on every host and comes back to the prompt;
+Ctrl-D exits. History is kept in $ORCH_HISTORY (default ~/.orch_history).
+With stdin not a terminal, lines are read plainly and the exit code is 1
+when any of them failed.]],
+  options = {
+    { short = "-i", long = "--inventory", arg = "FILE", multi = true, help = "hosts: an Ansible-style YAML inventory or a .lua file (repeatable)" },
+    { long = "--forks", arg = "N", number = true, default = 50, help = "how many hosts a command runs on at once (default 50)" },
+    { short = "-h", long = "--help", help = "show this help" },
+  },
+  run = function(opts, rest)
+    if #rest > 0 then return M.usage_error("repl", ("unexpected argument '%s'"):format(rest[1])) end
+    return require("orch.repl").run(opts)
+  end,
 }
 
 commands.lua = {

@@ -13,7 +13,6 @@ local Remote = {}
 Remote.__index = Remote
 
 local quote = proc.quote
-M.quote = quote
 
 local function dirname(path) return path:match("^(.*)/[^/]*$") or "." end
 local function basename(path) return path:match("([^/]*)$") end
@@ -54,7 +53,7 @@ function Remote:exec(cmd, opts)
   if self.become and self.become_password then
     stdin = secret.reveal(self.become_password) .. "\n" .. (stdin or "")
   end
-  local res, err, code = self.session:exec(line, stdin)
+  local res, err, code = self.session:exec(line, stdin, opts.keep_stdin)
   if not res then
     if opts.check == false then return nil, err, code end
     error(err, 2)
