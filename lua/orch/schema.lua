@@ -11,31 +11,13 @@ M.meta = {
   when = { type = "boolean" },
 }
 
-local function distance(a, b)
-  local prev = {}
-  for j = 0, #b do prev[j] = j end
-  for i = 1, #a do
-    local cur = { [0] = i }
-    for j = 1, #b do
-      local cost = a:sub(i, i) == b:sub(j, j) and 0 or 1
-      cur[j] = math.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + cost)
-    end
-    prev = cur
-  end
-  return prev[#b]
-end
-
+-- The closest attribute name (the type's or the engine's) to a typo.
 local function suggest(name, schema)
-  local best, best_d
-  for k in pairs(schema) do
-    local d = distance(name, k)
-    if d <= 2 and (not best_d or d < best_d or (d == best_d and k < best)) then best, best_d = k, d end
-  end
-  for k in pairs(M.meta) do
-    local d = distance(name, k)
-    if d <= 2 and (not best_d or d < best_d) then best, best_d = k, d end
-  end
-  return best and (" (did you mean '%s'?)"):format(best) or ""
+  local names = {}
+  for k in pairs(schema) do names[#names + 1] = k end
+  for k in pairs(M.meta) do names[#names + 1] = k end
+  table.sort(names)
+  return require("orch.suggest").did_you_mean(name, names)
 end
 
 local function is_list(v)
