@@ -120,12 +120,7 @@ return {
       if want.state == "present" and not want.block then
         error(("%s: block is required when state is present"):format(path), 0)
       end
-      if not have then
-        if want.state == "absent" then return nil end
-        if not want.create then error(("%s does not exist (set create = true to create it)"):format(path), 0) end
-        return edit("", want)
-      end
-      return edit(have.content, want)
+      return lines_mod.apply(want, have, edit)
     end,
   },
 }

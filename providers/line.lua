@@ -73,12 +73,7 @@ return {
       if want.state == "absent" and not (want.line or want.match) then
         error(("%s: give line or match to say which lines to remove"):format(path), 0)
       end
-      if not have then
-        if want.state == "absent" then return nil end
-        if not want.create then error(("%s does not exist (set create = true to create it)"):format(path), 0) end
-        return edit("", want)
-      end
-      return edit(have.content, want)
+      return lines_mod.apply(want, have, edit)
     end,
   },
 }

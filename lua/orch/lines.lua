@@ -109,4 +109,17 @@ function M.insert_at(lines, is_after, is_before)
   return #lines + 1
 end
 
+--- The new content: edit(content, want) on the file there, or on "" for a
+-- missing file when want.create; nil (nothing to do) when absent is wanted.
+function M.apply(want, have, edit)
+  if not have then
+    if want.state == "absent" then return nil end
+    if not want.create then
+      error(("%s does not exist (set create = true to create it)"):format(want.path), 0)
+    end
+    return edit("", want)
+  end
+  return edit(have.content, want)
+end
+
 return M
