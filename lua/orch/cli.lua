@@ -7,7 +7,7 @@ local errors = require("orch.errors")
 local M = {}
 
 local commands = {}
-local order = { "play", "run", "status", "repl", "history", "rollback", "config", "lua", "version", "help" }
+local order = { "play", "run", "status", "repl", "history", "rollback", "config", "pipeline", "lua", "version", "help" }
 
 commands.play = {
   usage = "orch play FILE [options]",
@@ -137,6 +137,25 @@ when any of them failed.]],
     if #rest > 0 then return M.usage_error("repl", ("unexpected argument '%s'"):format(rest[1])) end
     return require("orch.repl").run(opts)
   end,
+}
+
+commands.pipeline = {
+  usage = "orch pipeline list | run NAME | history NAME -f FILE [options]",
+  summary = "Pipelines: stages as a DAG, run in parallel, recorded with their logs.",
+  description = [[
+run executes a pipeline now: independent stages in parallel (--jobs), a
+failed stage skips what needs it, always/on_failure stages still run. Each
+run has a workspace under .orch/runs/NAME/ID/ (ORCH_WORKSPACE) with the
+stages' logs, and is recorded in the state store beside FILE.]],
+  options = {
+    { short = "-f", long = "--file", arg = "FILE", help = "the file that defines the pipelines" },
+    { long = "--jobs", arg = "N", number = true, default = 4, help = "stages at once (default 4)" },
+    { long = "--json", help = "one JSON event per line" },
+    { long = "--state", arg = "PATH", help = "the state store (default: .orch/state.db beside FILE)" },
+    { long = "--lock-timeout", arg = "SECONDS", number = true, default = 30, help = "how long to wait for another run's lock" },
+    { short = "-h", long = "--help", help = "show this help" },
+  },
+  run = function(opts, rest) return require("orch.pipeline_cmd").main(opts, rest) end,
 }
 
 commands.lua = {

@@ -84,6 +84,31 @@ M.migrations = {
       PRIMARY KEY (config_id, host, path)
     );
   ]],
+  -- 3: pipeline runs and their stages
+  [[
+    CREATE TABLE pipeline_runs (
+      id        INTEGER PRIMARY KEY,
+      run_id    INTEGER NOT NULL REFERENCES runs(id),
+      pipeline  TEXT NOT NULL,
+      trigger   TEXT NOT NULL,
+      started   REAL NOT NULL,
+      finished  REAL,
+      status    TEXT NOT NULL,
+      workspace TEXT
+    );
+    CREATE INDEX pipeline_runs_name ON pipeline_runs (pipeline, id);
+    CREATE TABLE stage_runs (
+      pipeline_run INTEGER NOT NULL REFERENCES pipeline_runs(id) ON DELETE CASCADE,
+      stage     TEXT NOT NULL,
+      status    TEXT NOT NULL,
+      attempts  INTEGER NOT NULL DEFAULT 0,
+      started   REAL,
+      finished  REAL,
+      reason    TEXT,
+      log       TEXT,
+      PRIMARY KEY (pipeline_run, stage)
+    );
+  ]],
 }
 
 local FINISHED = { ok = true, failed = true, interrupted = true, aborted = true }
