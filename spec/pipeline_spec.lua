@@ -143,4 +143,21 @@ pipeline "p" {
     assert.equals(2, res.code)
     assert.matches("ci.lua:1: stage 'a': unknown key 'shh'", res.stderr, 1, true)
   end)
+
+  it("writes a JUnit report that a real XML parser accepts", function()
+    local res = pipeline([[pipeline "p" {
+  stage "ok" { sh = "echo 'fine & <dandy>'" },
+  stage "bad" { sh = "printf 'broke \\001 \"here\"\\n' >&2; exit 4" },
+  stage "after" { needs = { "bad" }, sh = "true" },
+}]], "--junit", dir .. "/report.xml")
+    assert.equals(1, res.code)
+    local lint = require("orch.proc").run({ "xmllint", "--noout", dir .. "/report.xml" })
+    assert.equals(0, lint.code, lint.stderr)
+    local xml = support.read(dir .. "/report.xml")
+    assert.matches('<testsuites name="orch" tests="3" failures="1" skipped="1"', xml, 1, true)
+    assert.matches('<testcase name="bad" classname="p"', xml, 1, true)
+    assert.matches('exit 4: exit code 4">', xml, 1, true)
+    assert.matches('<skipped message="needs bad, which did not succeed"/>', xml, 1, true)
+    assert.matches("fine &amp; &lt;dandy&gt;", xml, 1, true)
+  end)
 end)

@@ -150,6 +150,7 @@ stages' logs, and is recorded in the state store beside FILE.]],
   options = {
     { short = "-f", long = "--file", arg = "FILE", help = "the file that defines the pipelines" },
     { long = "--jobs", arg = "N", number = true, default = 4, help = "stages at once (default 4)" },
+    { long = "--junit", arg = "FILE", help = "also write the run as JUnit XML (for CI systems)" },
     { long = "--json", help = "one JSON event per line" },
     { long = "--state", arg = "PATH", help = "the state store (default: .orch/state.db beside FILE)" },
     { long = "--lock-timeout", arg = "SECONDS", number = true, default = 30, help = "how long to wait for another run's lock" },

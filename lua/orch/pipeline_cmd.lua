@@ -89,6 +89,12 @@ local function run(opts, name)
     summary.stages[i] = { name = s.name, status = r.status, attempts = r.attempts,
       elapsed = r.finished and r.started and (r.finished - r.started) or nil, reason = r.reason }
   end
+  if opts.junit then
+    local logs = {}
+    for _, s in ipairs(p.stages) do logs[s.name] = results[s.name].log end
+    local ok, werr = fs.write(opts.junit, require("orch.junit").render(name, summary, logs, loop.time()))
+    if not ok then io.stderr:write("orch: ", werr, "\n") end
+  end
   if ui.json then
     io.stdout:write(json.encode(summary), "\n")
   else
