@@ -94,6 +94,12 @@ function M.define(name, spec, level)
   return p
 end
 
+-- Shell builtins and keywords (GNU make's list): these need a shell.
+local SHELL_WORDS = {}
+for w in ([[. : alias bg break case cd command continue eval exec exit export fc fg for getopts hash if
+  jobs login logout read readonly return set shift test times trap type ulimit umask unalias unset wait
+  while]]):gmatch("%S+") do SHELL_WORDS[w] = true end
+
 -- Run one stage's commands (stopping at the first failure) or its
 -- function, once; returns ok, why.
 local function attempt(ctx, stage, env, log)
@@ -104,7 +110,15 @@ local function attempt(ctx, stage, env, log)
   end
   for _, cmd in ipairs(stage.sh) do
     log("$ " .. cmd)
-    local res, err = proc.run(cmd, { env = env, cwd = stage.cwd or ctx.dir, timeout = stage.timeout,
+    -- as make does: a command with nothing for a shell to do runs without one
+    local first = cmd:match("^%s*(%S+)")
+    local simple = first and not cmd:find("[^%w%-_./=:,@+ ]") and not first:find("=") and not SHELL_WORDS[first]
+    local argv
+    if simple then
+      argv = {}
+      for word in cmd:gmatch("%S+") do argv[#argv + 1] = word end
+    end
+    local res, err = proc.run(argv or cmd, { env = env, cwd = stage.cwd or ctx.dir, timeout = stage.timeout,
       on_stdout = log, on_stderr = log })
     if not res then return false, err end
     if not res.ok then return false, ("%s: %s"):format(cmd, proc.failure(res)) end
@@ -130,9 +144,25 @@ function M.run(p, opts)
 
   local sem = task.semaphore(math.tointeger(opts.jobs) or 4)
   local results, tasks, any_failed = {}, {}, false
-  local function record(stage, r)
-    store.db:exec("INSERT OR REPLACE INTO stage_runs (pipeline_run, stage, status, attempts, started, finished, reason, log)"
-      .. " VALUES (?, ?, ?, ?, ?, ?, ?, ?)", pr_id, stage.name, r.status, r.attempts, r.started, r.finished, r.reason, r.log)
+  -- Stage records go in batches: a transaction each cost more than a
+  -- short stage. A crash loses at most a second of them.
+  local pending, flushed = {}, loop.now()
+  local function flush()
+    if #pending == 0 then return end
+    local batch = pending
+    pending, flushed = {}, loop.now()
+    assert(store:transaction(function(st)
+      for _, r in ipairs(batch) do
+        assert(st.db:exec("INSERT OR REPLACE INTO stage_runs (pipeline_run, stage, status, attempts, started,"
+          .. " finished, reason, log) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", pr_id, r.name, r.status, r.attempts,
+          r.started, r.finished, r.reason, r.log))
+      end
+      return true
+    end))
+  end
+  local function record(_, r)
+    pending[#pending + 1] = r
+    if #pending >= 50 or loop.now() - flushed > 1 then flush() end
   end
 
   local function run_stage(stage)
@@ -188,7 +218,10 @@ function M.run(p, opts)
     r.status = ok and "ok" or (stage.allow_failure and "allowed_failure" or "failed")
     r.reason = why
     r.log = table.concat(lines, "\n")
-    fs.write(log_path, r.log .. (#lines > 0 and "\n" or ""))
+    -- a log, not state: written plainly (an atomic write's fsync per stage
+    -- cost more than the stage)
+    local f = io.open(log_path, "wb")
+    if f then f:write(r.log, #lines > 0 and "\n" or ""); f:close() end
     if r.status == "failed" then any_failed = true end
     results[stage.name] = r
     record(stage, r)
@@ -206,6 +239,7 @@ function M.run(p, opts)
     end)
   end
   for _, stage in ipairs(p.stages) do tasks[stage.name]:wait() end
+  flush()
   local status = (any_failed or loop.interrupted()) and "failed" or "ok"
   store.db:exec("UPDATE pipeline_runs SET finished = ?, status = ? WHERE id = ?", loop.time(), status, pr_id)
   return status, results, pr_id, workspace
