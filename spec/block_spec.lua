@@ -11,19 +11,7 @@ describe("block", function()
   local function play(body, ...) return support.play(dir, body, ...) end
   local recap = support.recap
 
-  -- Write `before` to $D/f, play body, assert the file became `after`,
-  -- then that a second run changes nothing.
-  local function converges(before, body, after)
-    support.write(dir .. "/f", before)
-    local res = play(body)
-    assert.equals(0, res.code, res.stdout .. res.stderr)
-    assert.equals(after, support.read(dir .. "/f"))
-    assert.matches("changed=[1-9]", recap(res))
-    res = play(body)
-    assert.equals(0, res.code, res.stdout .. res.stderr)
-    assert.matches("changed=0  failed=0", recap(res))
-    assert.equals(after, support.read(dir .. "/f"))
-  end
+  local function converges(before, body, after) support.converges(dir, before, body, after) end
 
   it("creates a missing file with create = true, then finds nothing to change", function()
     local body = 'block { "$D/new", block = "a = 1\\nb = 2\\n", create = true }\n'

@@ -9,18 +9,7 @@ describe("line", function()
   local function play(body, ...) return support.play(dir, body, ...) end
   local recap = support.recap
 
-  -- Write `before` to $D/f, play body, assert the file became `after`,
-  -- then that a second run changes nothing.
-  local function converges(before, body, after)
-    support.write(dir .. "/f", before)
-    local res = play(body)
-    assert.equals(0, res.code, res.stdout .. res.stderr)
-    assert.equals(after, support.read(dir .. "/f"))
-    assert.equals("ok=0  changed=1  failed=0  skipped=0", recap(res))
-    res = play(body)
-    assert.equals("ok=1  changed=0  failed=0  skipped=0", recap(res))
-    assert.equals(after, support.read(dir .. "/f"))
-  end
+  local function converges(before, body, after) support.converges(dir, before, body, after) end
 
   it("creates a missing file with create = true, then finds nothing to change", function()
     local body = 'line { "$D/new.conf", line = "max_conn = 512", create = true, mode = "0640" }\n'

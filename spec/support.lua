@@ -75,6 +75,19 @@ function M.play(dir, body, ...)
   return M.orch("play", dir .. "/site.lua", "--state", dir .. "/state.db", ...)
 end
 
+--- Write `before` to dir/f, play body (resources on $D/f), assert the
+-- file became `after` by changes alone, then that a second run changes nothing.
+function M.converges(dir, before, body, after)
+  M.write(dir .. "/f", before)
+  local res = M.play(dir, body)
+  assert(res.code == 0, res.stdout .. res.stderr)
+  assert(M.read(dir .. "/f") == after, ("file is %q, expected %q"):format(M.read(dir .. "/f"), after))
+  assert(M.recap(res):match("^ok=0  changed=[1-9]%d*  failed=0"), res.stdout)
+  res = M.play(dir, body)
+  assert(M.recap(res):match("changed=0  failed=0"), res.stdout)
+  assert(M.read(dir .. "/f") == after, "the second run changed the file")
+end
+
 --- The counts of a run's recap: "ok=1  changed=0  failed=0  skipped=0".
 function M.recap(res)
   return res.stdout:match("ok=%d+  changed=%d+  failed=%d+  skipped=%d+")
