@@ -76,13 +76,13 @@ function M.play(dir, body, ...)
 end
 
 --- Write `before` to dir/f, play body (resources on $D/f), assert the
--- file became `after` by changes alone, then that a second run changes nothing.
+-- file became `after` (something changed), then that a second run changes nothing.
 function M.converges(dir, before, body, after)
   M.write(dir .. "/f", before)
   local res = M.play(dir, body)
   assert(res.code == 0, res.stdout .. res.stderr)
   assert(M.read(dir .. "/f") == after, ("file is %q, expected %q"):format(M.read(dir .. "/f"), after))
-  assert(M.recap(res):match("^ok=0  changed=[1-9]%d*  failed=0"), res.stdout)
+  assert(M.recap(res):match("changed=[1-9]%d*  failed=0"), res.stdout)
   res = M.play(dir, body)
   assert(M.recap(res):match("changed=0  failed=0"), res.stdout)
   assert(M.read(dir .. "/f") == after, "the second run changed the file")
