@@ -2,12 +2,7 @@
 # files.sh: 1,000 `file` resources of 1 KiB. First run against a shell loop
 # of `install -m 0644`; second (unchanged) run against find -exec stat +
 # sha256sum over the same files. Medians of several runs, as ratios.
-set -eu
-cd "$(dirname "$0")/.."
-ORCH=${ORCH:-build/orch}
-REPS=${REPS:-5}
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+. "$(dirname "$0")/common.sh"
 mkdir "$work/src"
 i=1
 while [ $i -le 1000 ]; do   # the same contents the playbook writes
@@ -16,9 +11,6 @@ while [ $i -le 1000 ]; do   # the same contents the playbook writes
   i=$((i + 1))
 done
 
-median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-now() { date +%s.%N; }
-elapsed() { echo "$(now) - $1" | bc; }
 
 first_orch="" first_sh="" second_orch="" second_sh=""
 r=1

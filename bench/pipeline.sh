@@ -2,12 +2,7 @@
 # pipeline.sh: a DAG of 200 stages of `true` (10 layers, 20 wide; each stage
 # needs every stage of the layer before), run by `orch pipeline run --jobs 8`
 # and by GNU `make -j8` on the same DAG as a Makefile. Medians, as a ratio.
-set -eu
-cd "$(dirname "$0")/.."
-ORCH=${ORCH:-build/orch}
-REPS=${REPS:-5}
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+. "$(dirname "$0")/common.sh"
 
 "$ORCH" -e "
 local layers, width = 10, 20
@@ -31,15 +26,13 @@ local f = io.open('$work/dag.lua', 'w'); f:write(table.concat(lua, '\n'), '\n');
 f = io.open('$work/Makefile', 'w'); f:write(table.concat(mk, '\n'), '\n'); f:close()
 "
 
-median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-now() { date +%s.%N; }
 o="" m=""
 r=1
 while [ "$r" -le "$REPS" ]; do
   t=$(now); "$ORCH" pipeline run dag -f "$work/dag.lua" --jobs 8 --state "$work/state.db" >/dev/null
-  o="$o $(echo "$(now) - $t" | bc)"
+  o="$o $(elapsed "$t")"
   t=$(now); make -s -j8 -C "$work" >/dev/null
-  m="$m $(echo "$(now) - $t" | bc)"
+  m="$m $(elapsed "$t")"
   r=$((r + 1))
 done
 om=$(echo $o | tr ' ' '\n' | median); mm=$(echo $m | tr ' ' '\n' | median)
