@@ -46,6 +46,8 @@ static lua_State *volatile running;  /* the task thread running Lua, if any */
 static task *ready_head, *ready_tail;
 static int loop_depth;             /* uv_run nesting: must stay <= 1 */
 static volatile sig_atomic_t interrupted;
+static volatile sig_atomic_t stop_requested;  /* the first signal, when graceful */
+static int graceful;
 static int live_tasks;
 static orch_child children = {0, &children, &children};
 
@@ -110,6 +112,10 @@ static void on_interrupt_wake (uv_async_t *h) {
 ** kills the children and us, now.
 */
 static void on_signal (int signum) {
+  if (graceful && !stop_requested) {  /* orch serve: a request, not an interrupt */
+    stop_requested = signum;
+    return;
+  }
   if (interrupted) {
     kill_children(SIGKILL);
     signal(signum, SIG_DFL);
@@ -497,10 +503,38 @@ static int loop_time (lua_State *L) {
   return 1;
 }
 
-static int loop_interrupted (lua_State *L) {
-  if (interrupted) lua_pushstring(L, interrupted == SIGINT ? "SIGINT" : "SIGTERM");
+static int push_signame (lua_State *L, int signum) {
+  if (signum) lua_pushstring(L, signum == SIGINT ? "SIGINT" : "SIGTERM");
   else lua_pushnil(L);
   return 1;
+}
+
+static int loop_interrupted (lua_State *L) { return push_signame(L, interrupted); }
+
+/*
+** loop.graceful(): from now on the first SIGINT or SIGTERM only asks to
+** stop (loop.stop_requested() names it), so a server can stop taking work
+** and let what runs finish; the next signal interrupts as usual.
+*/
+static int loop_graceful (lua_State *L) {
+  graceful = 1;
+  return 0;
+}
+
+static int loop_stop_requested (lua_State *L) { return push_signame(L, stop_requested); }
+
+/*
+** loop.interrupt(): what a signal does, at a time of the caller's choosing
+** (a grace period ran out): children's process groups get SIGTERM, and
+** every wait from now on ends with "interrupted". The caller's own code
+** goes on, so it can record what happened.
+*/
+static int loop_interrupt (lua_State *L) {
+  if (!interrupted) {
+    interrupted = stop_requested ? stop_requested : SIGTERM;
+    kill_children(SIGTERM);
+  }
+  return 0;
 }
 
 /*
@@ -540,7 +574,9 @@ static const luaL_Reg loop_funcs[] = {
   {"spawn", loop_spawn}, {"current", loop_current}, {"cond", cond_new},
   {"sleep", loop_sleep}, {"yield", loop_yield}, {"run", loop_run},
   {"now", loop_now}, {"time", loop_time}, {"interrupted", loop_interrupted},
-  {"reset_interrupt", loop_reset_interrupt}, {NULL, NULL}
+  {"reset_interrupt", loop_reset_interrupt}, {"graceful", loop_graceful},
+  {"stop_requested", loop_stop_requested}, {"interrupt", loop_interrupt},
+  {NULL, NULL}
 };
 
 /*

@@ -160,4 +160,139 @@ pipeline "p" {
     assert.matches('<skipped message="needs bad, which did not succeed"/>', xml, 1, true)
     assert.matches("fine &amp; &lt;dandy&gt;", xml, 1, true)
   end)
+
+  it("hands a stage's artifacts, byte for byte, to the stages that need it (#5)", function()
+    local res = pipeline([[pipeline "p" {
+  stage "build" { sh = { "mkdir -p out/sub", "printf 'bin\\000\\377ary' > out/app", "echo lib > out/sub/lib.txt",
+    "echo skip > out/other" }, artifacts = { "out/app", "out/sub/*.txt" } },
+  stage "tamper" { needs = { "build" }, sh = "echo changed > out/app" },
+  stage "deploy" { needs = { "build", "tamper" },
+    sh = "cp -r $ORCH_ARTIFACTS $D/received; test ! -e $ORCH_ARTIFACTS/out/other" },
+}]], "--json")
+    assert.equals(0, res.code, res.stdout .. res.stderr)
+    assert.equals("bin\0\255ary", support.read(dir .. "/received/out/app"))
+    assert.equals("lib\n", support.read(dir .. "/received/out/sub/lib.txt"))
+    local evs = events(res)
+    local summary = evs[#evs]
+    assert.equals(summary.workspace .. "/artifacts/build.tar.gz", summary.stages[1].artifacts)
+    local list = require("orch.proc").run({ "tar", "-tzf", summary.stages[1].artifacts })
+    assert.equals("out/app\nout/sub/lib.txt\n", list.stdout)
+  end)
+
+  it("fails a stage whose declared artifact was not made", function()
+    local res = pipeline([[pipeline "p" { stage "build" { sh = "true", artifacts = "build/app" },
+      stage "deploy" { needs = "build", sh = "true" } }]])
+    assert.equals(1, res.code)
+    assert.matches("failed   build [%d.]+s: artifacts: 'build/app' matched nothing in ", res.stdout)
+    assert.matches("skipped  deploy: needs build, which did not succeed", res.stdout, 1, true)
+  end)
+
+  it("shows a run: stages, logs and artifacts", function()
+    pipeline([[pipeline "p" { stage "build" { sh = { "echo building", "mkdir -p b", "touch b/app" }, artifacts = "b/app" },
+      stage "bad" { needs = "build", sh = "echo oops >&2; exit 3" } }]])
+    local res = support.orch("pipeline", "show", "1", "-f", dir .. "/ci.lua")
+    assert.equals(0, res.code, res.stderr)
+    assert.matches("pipeline p  run 1  failed", res.stdout, 1, true)
+    assert.matches("== build: ok, 1 attempt", res.stdout, 1, true)
+    assert.matches("building\n", res.stdout, 1, true)
+    assert.matches("== bad: failed, 1 attempt, [%d.]+s  %(echo oops >&2; exit 3: exit code 3%)\n", res.stdout)
+    assert.matches("oops\n", res.stdout, 1, true)
+    assert.matches("build: " .. dir .. "/.orch/runs/p/1/artifacts/build.tar.gz (1 file, ", res.stdout, 1, true)
+    assert.matches("    b/app  0\n", res.stdout, 1, true)
+    res = support.orch("pipeline", "show", "7", "-f", dir .. "/ci.lua")
+    assert.equals(1, res.code)
+    assert.matches("no pipeline run 7 in", res.stderr, 1, true)
+  end)
+
+  it("keeps the workspaces of the newest `keep` runs and prunes the rest", function()
+    for _ = 1, 4 do pipeline([[pipeline "p" { keep = 2, stage "s" { sh = "echo hi" } }]]) end
+    assert.is_nil(fs.stat(dir .. "/.orch/runs/p/1"))
+    assert.is_nil(fs.stat(dir .. "/.orch/runs/p/2"))
+    assert.truthy(fs.stat(dir .. "/.orch/runs/p/3/logs/s.log"))
+    assert.truthy(fs.stat(dir .. "/.orch/runs/p/4/logs/s.log"))
+    local res = support.orch("pipeline", "show", "1", "-f", dir .. "/ci.lua")
+    assert.matches("(pruned)", res.stdout, 1, true)
+    local hist = support.orch("pipeline", "history", "p", "-f", dir .. "/ci.lua")
+    assert.matches("run 1 ", hist.stdout, 1, true)  -- the record stays
+  end)
+
+  it("checks triggers and keys when the file loads, with file:line", function()
+    local res = pipeline([[pipeline "p" { triggers = { schedule = "61 * * * *" }, stage "s" { sh = "true" } }]])
+    assert.equals(2, res.code)
+    assert.matches("ci.lua:1: pipeline 'p': cron: bad expression '61 * * * *'", res.stderr, 1, true)
+    res = pipeline([[pipeline "p" { triggers = { "nightly" }, stage "s" { sh = "true" } }]])
+    assert.matches("ci.lua:1: pipeline 'p': unknown trigger nightly", res.stderr, 1, true)
+    res = pipeline([[pipeline "p" { on_busy = "later", stage "s" { sh = "true" } }]])
+    assert.matches("on_busy must be \"queue\" or \"skip\"", res.stderr, 1, true)
+    res = pipeline([[pipeline "p" { stage "s" { sh = "true", serial = 1 } }]])
+    assert.matches("ci.lua:1: stage 's': serial and max_fail apply to stages that run on hosts", res.stderr, 1, true)
+    res = pipeline([[pipeline "p" { stage "s" { sh = "true", artifacts = "../x" } }]])
+    assert.matches("artifacts are paths (or globs) inside the stage's folder", res.stderr, 1, true)
+  end)
+
+  it("runs a function stage with the playbook's primitives, and stages on hosts as a play", function()
+    local res = pipeline([[
+host "a" { connection = "local", roles = { "web" } }
+host "b" { connection = "local", roles = { "web" } }
+pipeline "p" {
+  stage "make" { run = function(ctx)
+    ctx.sh("echo made by $ORCH_STAGE")
+    file { "$D/config", content = "port = 80\n" }
+  end },
+  stage "deploy" { needs = "make", on = "role:web", serial = 1,
+    run = function(h, ctx) ctx.log(h.name .. " got " .. h:read("$D/config")) end },
+  stage "check" { needs = "make", on = "role:web", sh = "echo on $ORCH_STAGE" },
+}]], "--json")
+    assert.equals(0, res.code, res.stdout .. res.stderr)
+    local out = {}
+    for _, ev in ipairs(events(res)) do
+      if ev.event == "output" then out[#out + 1] = ev.name .. ": " .. ev.line end
+    end
+    out = table.concat(out, "\n")
+    assert.matches("make: made by make", out, 1, true)
+    assert.matches("deploy: a got port = 80", out, 1, true)
+    assert.matches("deploy: b got port = 80", out, 1, true)
+    assert.matches("check: [b] on check", out, 1, true)
+    assert.equals("port = 80\n", support.read(dir .. "/config"))
+  end)
+
+  it("fails a stage on hosts when a host fails, unless max_fail allows it", function()
+    local res = pipeline([[
+host "a" { connection = "local", roles = { "web" } }
+host "b" { connection = "local", roles = { "web" } }
+pipeline "p" {
+  stage "strict" { on = "role:web", run = function(h) if h.name == "b" then error("b is broken") end end },
+  stage "lenient" { on = "role:web", max_fail = 1, run = function(h) if h.name == "b" then error("b is broken") end end },
+}]], "--json")
+    assert.equals(1, res.code)
+    local evs = events(res)
+    local st = evs[#evs].stages
+    assert.equals("failed", st[1].status)
+    assert.equals("failed on 1 host", st[1].reason)
+    assert.equals("ok", st[2].status)
+  end)
+
+  it("never runs the same pipeline twice at once: a second run waits, then names the holder", function()
+    support.write(dir .. "/ci.lua", [[pipeline "p" { stage "s" { sh = "sleep 3" } }]])
+    local first = require("orch.proc").spawn({ argv = { support.bin, "pipeline", "run", "p", "-f", dir .. "/ci.lua" } })
+    finally(function() first:kill("KILL"); first:close() end)
+    support.eventually(function() return fs.stat(dir .. "/.orch/runs/p/1") end, "started")
+    local res = support.orch("pipeline", "run", "p", "-f", dir .. "/ci.lua", "--lock-timeout", "0.3")
+    assert.equals(1, res.code)
+    assert.matches("pipeline-p (" .. dir .. "/.orch/state.db) is locked by pid " .. first:pid(), res.stderr, 1, true)
+  end)
+
+  it("records a run stopped by Ctrl-C as interrupted, and kills its stages", function()
+    support.write(dir .. "/ci.lua", ([[pipeline "p" { stage "s" { sh = "echo $$ > %s/pid; exec sleep 60" } }]]):format(dir))
+    local p = require("orch.proc").spawn({ argv = { support.bin, "pipeline", "run", "p", "-f", dir .. "/ci.lua" } })
+    finally(function() p:close() end)
+    local pid = support.wait_for(dir .. "/pid", "\n"):match("%d+")
+    assert(p:kill("INT"))
+    local r = p:wait()
+    assert.equals(130, r.code)
+    support.eventually(function() return not support.alive(pid) end, "killed: the stage")
+    local hist = support.orch("pipeline", "history", "p", "-f", dir .. "/ci.lua")
+    assert.matches("run 1 .- interrupted", hist.stdout)
+    assert.matches("s%s+interrupted", hist.stdout)
+  end)
 end)

@@ -260,7 +260,8 @@ describe("orch.state migrations", function()
       names[#names + 1] = r.name
     end
     assert.same({ "blobs", "config_files", "configs", "events", "events_run_seq", "file_versions",
-      "file_versions_run", "pipeline_runs", "pipeline_runs_name", "runs", "stage_runs" }, names)
+      "file_versions_run", "pipeline_artifacts", "pipeline_runs", "pipeline_runs_name", "pipeline_triggers", "runs",
+      "stage_runs" }, names)
     local f = io.popen("stat -c %a " .. sh_quote(dir .. "/a/b"))
     assert.equals("700", f:read("l"))
     f:close()
@@ -371,11 +372,20 @@ describe("orch.state runs and events", function()
   it("marks runs left 'running' by a crash as aborted at the next begin_run", function()
     local crashed = assert(s:begin_run({ playbook = "site.lua" }))
     assert.equals("running", s:run(crashed).status)
+    -- as if a process that has exited since had recorded it
+    local gone = require("orch.proc").run({ "sh", "-c", "echo $$" }).stdout:match("%d+")
+    assert(s.db:exec("UPDATE runs SET pid = ? WHERE id = ?", tonumber(gone), crashed))
     local next_run = assert(s:begin_run({ playbook = "site.lua" }))
     local run = s:run(crashed)
     assert.equals("aborted", run.status)
     assert.is_number(run.finished)
     assert.equals("running", s:run(next_run).status)
+  end)
+
+  it("leaves a run 'running' while its process lives (pipelines run side by side)", function()
+    local live = assert(s:begin_run({ playbook = "ci.lua" }))
+    assert(s:begin_run({ playbook = "ci.lua" }))
+    assert.equals("running", s:run(live).status)
   end)
 
   it("reports an unknown run as a failure, a bad call as an error", function()

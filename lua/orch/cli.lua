@@ -7,7 +7,7 @@ local errors = require("orch.errors")
 local M = {}
 
 local commands = {}
-local order = { "play", "run", "status", "repl", "history", "rollback", "config", "pipeline", "lua", "version", "help" }
+local order = { "play", "run", "status", "repl", "history", "rollback", "config", "pipeline", "serve", "lua", "version", "help" }
 
 commands.play = {
   usage = "orch play FILE [options]",
@@ -140,23 +140,64 @@ when any of them failed.]],
 }
 
 commands.pipeline = {
-  usage = "orch pipeline list | run NAME | history NAME -f FILE [options]",
-  summary = "Pipelines: stages as a DAG, run in parallel, recorded with their logs.",
+  usage = "orch pipeline list | run NAME | history NAME | show RUN_ID -f FILE [options]",
+  summary = "Pipelines: stages as a DAG, run in parallel, recorded with their logs and artifacts.",
   description = [[
 run executes a pipeline now: independent stages in parallel (--jobs), a
 failed stage skips what needs it, always/on_failure stages still run. Each
 run has a workspace under .orch/runs/NAME/ID/ (ORCH_WORKSPACE) with the
-stages' logs, and is recorded in the state store beside FILE.]],
+stages' logs and artifacts, and is recorded in the state store beside FILE.
+The same pipeline never runs twice at once: a second run waits for its
+lock (--lock-timeout). list shows every pipeline of FILE with its last
+run; history NAME its runs; show RUN_ID one run's stages, logs and
+artifacts.]],
   options = {
     { short = "-f", long = "--file", arg = "FILE", help = "the file that defines the pipelines" },
     { long = "--jobs", arg = "N", number = true, default = 4, help = "stages at once (default 4)" },
+    { short = "-i", long = "--inventory", arg = "FILE", multi = true, help = "hosts for stages with on = SELECTOR (repeatable)" },
+    { long = "--limit", arg = "SELECTOR", help = "only these hosts, within what each stage selects" },
+    { short = "-e", long = "--extra-vars", arg = "KEY=VALUE", multi = true, help = "set vars.KEY for the file (repeatable)" },
     { long = "--junit", arg = "FILE", help = "also write the run as JUnit XML (for CI systems)" },
     { long = "--json", help = "one JSON event per line" },
     { long = "--state", arg = "PATH", help = "the state store (default: .orch/state.db beside FILE)" },
-    { long = "--lock-timeout", arg = "SECONDS", number = true, default = 30, help = "how long to wait for another run's lock" },
+    { long = "--lock-timeout", arg = "SECONDS", number = true, default = 30, help = "how long to wait while the same pipeline runs elsewhere" },
+    { short = "-v", long = "--verbose", help = "show Lua tracebacks with errors" },
     { short = "-h", long = "--help", help = "show this help" },
   },
   run = function(opts, rest) return require("orch.pipeline_cmd").main(opts, rest) end,
+}
+
+commands.serve = {
+  usage = "orch serve -f FILE [options]",
+  summary = "Run pipelines on their triggers: schedules, new commits, webhooks.",
+  description = [[
+One long-running process for the pipelines of FILE: schedule triggers fire
+on their cron expressions (local time); commit triggers poll a git
+repository's branch and run once per new head (ORCH_COMMIT); webhook
+triggers answer POST /hooks/NAME when the X-Hub-Signature-256 header holds
+the HMAC-SHA256 of the body with the pipeline's secret (401 otherwise).
+A pipeline never runs twice at once: a trigger while it runs is queued
+once (on_busy = "queue") or dropped (on_busy = "skip"). SIGTERM or Ctrl-C
+stops taking triggers, lets running stages finish for --grace seconds,
+then stops them; a second signal stops them at once.]],
+  options = {
+    { short = "-f", long = "--file", arg = "FILE", help = "the file that defines the pipelines" },
+    { long = "--listen", arg = "HOST:PORT", default = "127.0.0.1:8080", help = "where webhooks are served (default 127.0.0.1:8080; port 0 picks one)" },
+    { long = "--max-body", arg = "BYTES", number = true, default = 1048576, help = "largest webhook body accepted (default 1 MiB)" },
+    { long = "--grace", arg = "SECONDS", number = true, default = 30, help = "how long running stages may finish after SIGTERM (default 30)" },
+    { long = "--jobs", arg = "N", number = true, default = 4, help = "stages at once, per pipeline run (default 4)" },
+    { short = "-i", long = "--inventory", arg = "FILE", multi = true, help = "hosts for stages with on = SELECTOR (repeatable)" },
+    { short = "-e", long = "--extra-vars", arg = "KEY=VALUE", multi = true, help = "set vars.KEY for the file (repeatable)" },
+    { long = "--json", help = "one JSON event per line" },
+    { long = "--state", arg = "PATH", help = "the state store (default: .orch/state.db beside FILE)" },
+    { short = "-v", long = "--verbose", help = "show Lua tracebacks with errors" },
+    { short = "-h", long = "--help", help = "show this help" },
+  },
+  run = function(opts, rest)
+    if #rest > 0 then return M.usage_error("serve", "unexpected argument " .. rest[1]) end
+    if not opts.file then return M.usage_error("serve", "give the file with -f FILE") end
+    return require("orch.serve").main(opts)
+  end,
 }
 
 commands.lua = {

@@ -56,7 +56,8 @@ local function on_hosts(run, hosts, forks, fn)
   return outcome
 end
 
---- Run a play now; returns true when no batch exceeded max_fail.
+--- Run a play now; returns true when no batch exceeded max_fail, and how
+-- many hosts failed or were unreachable.
 function M.run(run, name, spec)
   if loop.interrupted() then error(run_mod.failure("interrupted"), 0) end
   local hosts = selector.select(run.inventory, spec.on)
@@ -69,8 +70,9 @@ function M.run(run, name, spec)
   if #hosts == 0 then
     run:emit({ event = "log", host = run:host().name, message = ("play '%s': no host matches %s%s"):format(
       name, spec.on, run.limit and (" limited to " .. run.limit) or "") })
-    return true
+    return true, 0
   end
+  local failed_total = 0
   for first = 1, #hosts, batch_size do
     local batch = table.move(hosts, first, math.min(first + batch_size - 1, #hosts), 1, {})
     local outcome = on_hosts(run, batch, forks, function(h)
@@ -79,6 +81,7 @@ function M.run(run, name, spec)
     end)
     local failed = 0
     for _, o in pairs(outcome) do if o ~= "ok" then failed = failed + 1 end end
+    failed_total = failed_total + failed
     if spec.max_fail ~= nil and failed > amount(spec.max_fail, #batch, "max_fail", name) then
       run:emit({ event = "log", host = run:host().name, message = ("play '%s' stopped: %d of %d hosts in the batch failed (max_fail %s)")
         :format(name, failed, #batch, tostring(spec.max_fail)) })
@@ -92,10 +95,10 @@ function M.run(run, name, spec)
           spec.rollback(h)
         end)
       end
-      return false
+      return false, failed_total
     end
   end
-  return true
+  return true, failed_total
 end
 
 return M

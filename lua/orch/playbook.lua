@@ -188,15 +188,32 @@ local function parse_vars(list)
   return vars
 end
 
+--- The playbook at path as a chunk, or nil and what is wrong with it.
+function M.loadfile(path)
+  local st = fs.stat(path)
+  if not st then return nil, ("playbook not found: %s"):format(path) end
+  if st.type ~= "file" then return nil, ("playbook is not a file: %s"):format(path) end
+  return loadfile(path, "t")
+end
+
+--- Run chunk (the file at path) in a playbook environment for run: opts
+-- vars, forks, and extra (more names, such as the pipeline DSL). Returns
+-- xpcall's ok, err.
+function M.evaluate(run, chunk, path, opts)
+  local env = environment(run, path, opts.vars or {}, opts.forks or 50)
+  for k, v in pairs(opts.extra or {}) do env[k] = v end
+  debug.setupvalue(chunk, 1, env)
+  return xpcall(chunk, traceback)
+end
+
+M.parse_vars = parse_vars
+
 --- Run the playbook at path; returns the exit code.
 function M.run(path, opts)
   local ui = ui_mod.new({ json = opts.json, verbose = opts.verbose, diff = opts.diff })
   local vars, verr = parse_vars(opts.extra_vars)
   if not vars then ui:error(verr); return 2 end
-  local st = fs.stat(path)
-  if not st then ui:error(("playbook not found: %s"):format(path)); return 2 end
-  if st.type ~= "file" then ui:error(("playbook is not a file: %s"):format(path)); return 2 end
-  local chunk, lerr = loadfile(path, "t")
+  local chunk, lerr = M.loadfile(path)
   if not chunk then ui:error(lerr); return 2 end
 
   local db_path = opts.state or (dirname(path) .. "/.orch/state.db")
@@ -217,8 +234,7 @@ function M.run(path, opts)
   local started = loop.now()
   run:emit({ event = "run_start", playbook = path, check = opts.check or nil })
 
-  debug.setupvalue(chunk, 1, environment(run, path, vars, math.tointeger(opts.forks) or 50))
-  local ok, err = xpcall(chunk, traceback)
+  local ok, err = M.evaluate(run, chunk, path, { vars = vars, forks = math.tointeger(opts.forks) or 50 })
   if ok then ok, err = xpcall(loop.run, traceback) end
   if ok then ok, err = xpcall(run.run_handlers, traceback, run) end
 

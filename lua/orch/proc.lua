@@ -80,14 +80,16 @@ local function line_splitter(callback)
 end
 
 --- Run to completion: { code | signal, stdout, stderr, timed_out, elapsed, ok }.
--- opts: env, clear_env, cwd, stdin, timeout, grace, and on_stdout/on_stderr
--- (called per line as output arrives). Returns nil, err, code when the
+-- opts: env, clear_env, cwd, stdin, timeout, grace, on_stdout/on_stderr
+-- (called per line as output arrives), and on_spawn(p) (a handle to kill
+-- it by, valid until run returns). Returns nil, err, code when the
 -- process could not be started at all.
 function M.run(cmd, opts)
   local spawn = normalize(cmd, opts)
   local on_out, on_err = spawn.on_stdout, spawn.on_stderr
   local p, err, code = core.spawn(spawn)
   if not p then return nil, err, code end
+  if spawn.on_spawn then spawn.on_spawn(p) end
   if on_out or on_err then
     local feeds, flushes = {}, {}
     for name, cb in pairs({ stdout = on_out, stderr = on_err }) do

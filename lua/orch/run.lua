@@ -42,7 +42,10 @@ function M.new(opts)
   return run
 end
 
-local STORED = { run_start = false, recap = false }
+-- Not stored as events: the run's own record, and pipeline stages (which
+-- have their tables, and whose output lines would swamp the events).
+local STORED = { run_start = false, recap = false, stage_start = false, stage = false, output = false,
+  summary = false }
 
 --- Store the events not stored yet, in one transaction.
 function Run:flush()
@@ -61,7 +64,7 @@ function Run:emit(ev)
   ev.run_id = self.id
   ev = secret.scrub(ev)
   self.ui:emit(ev)
-  if STORED[ev.event] == nil then
+  if STORED[ev.event] == nil and self.id then  -- no id: only loading a file
     self.pending[#self.pending + 1] = { host = ev.host, kind = ev.event, name = ev.name or ev.message,
       status = ev.status, data = { elapsed = ev.elapsed, error = ev.error, type = ev.type, diff = ev.diff } }
     if #self.pending >= 500 or loop.now() - self.flushed > 1 then self:flush() end

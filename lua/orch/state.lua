@@ -109,6 +109,28 @@ M.migrations = {
       PRIMARY KEY (pipeline_run, stage)
     );
   ]],
+  -- 4: artifacts, what triggered a run (a commit, a delivery), pruned
+  -- workspaces, and what each trigger saw last (a branch's head)
+  [[
+    ALTER TABLE pipeline_runs ADD COLUMN detail TEXT;
+    ALTER TABLE pipeline_runs ADD COLUMN pruned INTEGER NOT NULL DEFAULT 0;
+    CREATE TABLE pipeline_artifacts (
+      pipeline_run INTEGER NOT NULL REFERENCES pipeline_runs(id) ON DELETE CASCADE,
+      stage     TEXT NOT NULL,
+      path      TEXT NOT NULL,
+      files     INTEGER NOT NULL,
+      bytes     INTEGER NOT NULL,
+      sha256    TEXT NOT NULL,
+      PRIMARY KEY (pipeline_run, stage)
+    );
+    CREATE TABLE pipeline_triggers (
+      pipeline  TEXT NOT NULL,
+      trigger   TEXT NOT NULL,
+      seen      TEXT NOT NULL,
+      updated   REAL NOT NULL,
+      PRIMARY KEY (pipeline, trigger)
+    );
+  ]],
 }
 
 local FINISHED = { ok = true, failed = true, interrupted = true, aborted = true }
@@ -247,7 +269,7 @@ Store.__close = Store.close
 
 -- ---- the lock ---------------------------------------------------------
 
-local function describe_holder(store, data, waited)
+local function describe_holder(what, data, waited)
   local ok, h = pcall(cjson.decode, data or "")
   local who
   if ok and type(h) == "table" and h.pid then
@@ -261,8 +283,7 @@ local function describe_holder(store, data, waited)
   else
     who = "another process"
   end
-  return string.format("state store %s is locked by %s; gave up after %g s",
-                       store.path, who, waited)
+  return string.format("%s is locked by %s; gave up after %g s", what, who, waited)
 end
 
 --- Take the store's exclusive lock, so two runs that change state never
@@ -270,7 +291,9 @@ end
 -- :unlock(), <close> or exit (the kernel drops it if we die, so a crash
 -- never leaves a stale lock). While another process holds it, waits up to
 -- opts.timeout seconds (default 30), then returns nil, msg, "LOCKED" with
--- the holder's pid, host, user, command and since when.
+-- the holder's pid, host, user, command and since when. opts.scope names
+-- a lock of its own beside the store's (a pipeline's: PATH.pipeline-NAME.lock),
+-- for work that may run beside other runs but never beside itself.
 function Store:lock(opts)
   opts = opts or {}
   if type(opts) ~= "table" then
@@ -280,7 +303,8 @@ function Store:lock(opts)
   if type(timeout) ~= "number" or timeout < 0 then
     error("lock timeout must be a non-negative number", 2)
   end
-  local lockpath = self.path .. ".lock"
+  local lockpath = self.path .. (opts.scope and ("." .. opts.scope) or "") .. ".lock"
+  local what = opts.scope and ("%s (%s)"):format(opts.scope, self.path) or ("state store " .. self.path)
   local waited, start = 0, loop.now()  -- monotonic
   while true do
     local lk, err, code = fs.lock(lockpath)
@@ -298,7 +322,7 @@ function Store:lock(opts)
     if code ~= "LOCKED" then return nil, err, code end
     waited = loop.now() - start
     if waited >= timeout then
-      return nil, describe_holder(self, fs.read(lockpath), timeout), "LOCKED"
+      return nil, describe_holder(what, fs.read(lockpath), timeout), "LOCKED"
     end
     loop.sleep(math.min(0.1, timeout - waited))
   end
@@ -306,9 +330,18 @@ end
 
 -- ---- runs and events --------------------------------------------------
 
+-- Whether the process that recorded run r is gone: it ran here, and its
+-- pid is free or a zombie. (A pid reused since is taken for the run's: the
+-- run then stays 'running' until that process ends too.)
+local function is_dead(r)
+  if r.hostname ~= info.hostname or math.type(r.pid) ~= "integer" or r.pid == info.pid then return false end
+  local stat = fs.read("/proc/" .. r.pid .. "/stat")
+  return stat == nil or stat:match("^%d+ %(.*%) (%a)") == "Z"
+end
+
 --- Record the start of a run; returns its id. In the same transaction,
--- runs still 'running' become 'aborted': the caller holds the lock, so
--- they belong to runs that crashed.
+-- runs still 'running' whose process has died become 'aborted'. (Several
+-- runs may be live at once: pipelines take their own locks.)
 function Store:begin_run(r)
   if type(r) ~= "table" or type(r.playbook) ~= "string" then
     error("begin_run expects { playbook = string, ... }", 2)
@@ -316,8 +349,11 @@ function Store:begin_run(r)
   local db = self.db
   return self:transaction(function()
     local t = now()
-    must(db:exec("UPDATE runs SET status = 'aborted', finished = ?"
-                 .. " WHERE status = 'running'", t))
+    for _, r in ipairs(must(db:rows("SELECT id, hostname, pid FROM runs WHERE status = 'running'"))) do
+      if is_dead(r) then
+        must(db:exec("UPDATE runs SET status = 'aborted', finished = ? WHERE id = ?", t, r.id))
+      end
+    end
     must(db:exec("INSERT INTO runs (playbook, command, started, status, who,"
                  .. " hostname, pid) VALUES (?, ?, ?, 'running', ?, ?, ?)",
                  r.playbook, r.command, t, r.who or username(), info.hostname,

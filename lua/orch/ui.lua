@@ -129,6 +129,64 @@ function human.recap(self, ev)
   return table.concat(lines, "\n")
 end
 
+-- pipelines: a stage starts, prints, ends; the run's summary
+
+function human.stage_start(self, ev)
+  return self:paint("bold", "▶ " .. ev.name) .. (ev.hosts and self:paint("dim", "  on " .. ev.hosts) or "")
+end
+
+function human.output(self, ev)
+  return self:paint("dim", ("[%s] "):format(ev.name)) .. ev.line
+end
+
+local STAGE_STYLE = { ok = "ok", skipped = "skipped", allowed_failure = "changed" }
+
+function human.stage(self, ev)
+  return ("%s %s%s%s"):format(self:paint(STAGE_STYLE[ev.status] or "failed", ("%-8s"):format(ev.status)), ev.name,
+    ev.elapsed and (" " .. seconds(ev.elapsed)) or "", ev.reason and (": " .. ev.reason) or "")
+end
+
+function human.summary(self, ev)
+  local lines = { self:paint("bold", ("PIPELINE %s  run %d"):format(ev.pipeline, ev.pipeline_run)) }
+  local failed = {}
+  for _, s in ipairs(ev.stages) do
+    lines[#lines + 1] = ("  %-20s %-16s %8s  %d attempt%s"):format(s.name, s.status,
+      s.elapsed and seconds(s.elapsed) or "-", s.attempts, s.attempts == 1 and "" or "s")
+    if s.status == "failed" then failed[#failed + 1] = s.name end
+  end
+  lines[#lines + 1] = ("  %s in %s%s; logs in %s"):format(self:paint(ev.status == "ok" and "ok" or "failed", ev.status),
+    seconds(ev.elapsed), #failed > 0 and (" (failed: " .. table.concat(failed, ", ") .. ")") or "", ev.workspace)
+  return table.concat(lines, "\n")
+end
+
+-- orch serve: what it listens on, each trigger and what became of it
+
+local function clock(t) return os.date("%H:%M:%S", math.floor(t or os.time())) end
+
+function human.serving(self, ev)
+  return ("%s serving %d pipeline%s of %s"):format(clock(ev.time), ev.pipelines, ev.pipelines == 1 and "" or "s", ev.file)
+end
+
+function human.listening(self, ev)
+  return ("%s webhooks on http://%s/hooks/NAME"):format(clock(ev.time), ev.address)
+end
+
+function human.trigger(self, ev)
+  return ("%s %s %s%s: %s"):format(clock(ev.time), self:paint("bold", ev.pipeline), ev.trigger,
+    ev.detail and (" " .. ev.detail) or "", self:paint(ev.action == "refused" and "failed" or "dim", ev.action))
+end
+
+function human.scheduled(self, ev)
+  return ("%s %s schedule %s: next at %s"):format(clock(ev.time), self:paint("bold", ev.pipeline), ev.cron,
+    os.date("%Y-%m-%d %H:%M", ev.next))
+end
+
+function human.stopping(self, ev)
+  return ("%s stopping (%s): no new triggers; running stages get %g s"):format(clock(ev.time), ev.reason, ev.grace)
+end
+
+function human.stopped(self, ev) return clock(ev.time) .. " stopped" end
+
 --- Show one event: { event = "run_start" | "step" | "log" | "recap", ... }.
 function ui:emit(ev)
   if self.json then
