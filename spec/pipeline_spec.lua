@@ -96,6 +96,14 @@ pipeline "p" {
     support.eventually(function() return not support.alive(pid) end, "killed: the grandchild")
   end)
 
+  it("counts the timeout for the stage, across its commands", function()
+    local res = pipeline([[pipeline "p" { stage "slow" { sh = { "sleep 0.4", "sleep 0.4", "touch $D/third" },
+      timeout = 0.6 } }]])
+    assert.equals(1, res.code)
+    assert.matches("failed   slow [%d.]+s: sleep 0.4: timed out after 0.6 s", res.stdout)
+    assert.is_nil(fs.stat(dir .. "/third"))
+  end)
+
   it("retries a failed stage", function()
     local res = pipeline([[pipeline "p" { stage "flaky" { retry = 2,
       sh = "n=$(cat $D/n 2>/dev/null || echo 0); echo $((n + 1)) > $D/n; test $n -ge 1" } }]], "--json")

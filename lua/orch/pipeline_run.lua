@@ -39,13 +39,15 @@ function Execution:cancel(why)
 end
 
 -- ctx.sh(cmd): a command in the stage's folder and environment, its output
--- in the stage's log; a failure raises, naming the command and why.
+-- in the stage's log, within what is left of the stage's timeout; a
+-- failure raises, naming the command and why.
 local function stage_sh(self, ctx)
   return function(cmd, opts)
     opts = opts or {}
     ctx.log("$ " .. proc.display(cmd))
+    local timeout = opts.timeout or (ctx.deadline and math.max(ctx.deadline - loop.now(), 0.001))
     local res, err = proc.run(type(cmd) == "string" and argv_of(cmd) or cmd, {
-      env = opts.env or ctx.env, cwd = opts.cwd or ctx.cwd, timeout = opts.timeout,
+      env = opts.env or ctx.env, cwd = opts.cwd or ctx.cwd, timeout = timeout,
       on_stdout = ctx.log, on_stderr = ctx.log,
       on_spawn = function(p) self.procs[p] = true; ctx.proc = p end })
     if ctx.proc then self.procs[ctx.proc] = nil; ctx.proc = nil end
@@ -88,8 +90,13 @@ local function attempt(self, ctx, stage)
   end
   for _, cmd in ipairs(stage.sh) do
     if self.cancelled then return false, self.cancelled end
-    local ok, err = pcall(ctx.sh, cmd, { timeout = stage.timeout })
-    if not ok then return false, errors.message(err) end
+    local ok, err = pcall(ctx.sh, cmd)
+    if not ok then
+      if ctx.deadline and loop.now() >= ctx.deadline - 0.001 then
+        return false, ("%s: timed out after %g s"):format(cmd, stage.timeout)
+      end
+      return false, errors.message(err)
+    end
   end
   return true
 end
@@ -164,7 +171,8 @@ function Execution:run_stage(stage)
   for k, v in pairs(stage.env or {}) do env[k] = v end
   local lines = {}
   local ctx = { pipeline = self.pipeline.name, stage = stage.name, run_id = self.id, workspace = self.workspace,
-    dir = self.dir, cwd = stage.cwd or self.dir, env = env }
+    dir = self.dir, cwd = self.dir, env = env }
+  if stage.cwd then ctx.cwd = stage.cwd:sub(1, 1) == "/" and stage.cwd or (self.dir .. "/" .. stage.cwd) end
   function ctx.log(text)
     for line in tostring(text):gsub("\n$", ""):gmatch("[^\n]*") do
       lines[#lines + 1] = line
@@ -183,6 +191,7 @@ function Execution:run_stage(stage)
     repeat
       r.attempts = r.attempts + 1
       if r.attempts > 1 then ctx.log(("retrying (attempt %d of %d)"):format(r.attempts, stage.retry + 1)) end
+      ctx.deadline = stage.timeout and loop.now() + stage.timeout  -- each attempt has the whole timeout
       ok, fail_why = attempt(self, ctx, stage)
     until ok or r.attempts > stage.retry or self.cancelled or loop.interrupted()
   end
