@@ -5,13 +5,7 @@ local fs = require("orch.core.fs")
 local loop = require("orch.core.loop")
 local support = require("spec.support")
 
--- Run a shell command, return its stdout (checked: the spec's own plumbing).
-local function sh(cmd)
-  local f = assert(io.popen(cmd, "r"))
-  local out = f:read("a")
-  assert(f:close())
-  return out
-end
+local sh = support.sh
 
 local function octal(s) return tonumber(s, 8) end
 

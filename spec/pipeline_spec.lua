@@ -2,6 +2,12 @@ local support = require("spec.support")
 local json = require("cjson")
 local fs = require("orch.core.fs")
 
+-- two hosts of role web, both this machine
+local WEB_HOSTS = [[
+host "a" { connection = "local", roles = { "web" } }
+host "b" { connection = "local", roles = { "web" } }
+]]
+
 describe("orch pipeline", function()
   local dir
   before_each(function() dir = support.tmpdir() end)
@@ -239,9 +245,7 @@ pipeline "p" {
   end)
 
   it("runs a function stage with the playbook's primitives, and stages on hosts as a play", function()
-    local res = pipeline([[
-host "a" { connection = "local", roles = { "web" } }
-host "b" { connection = "local", roles = { "web" } }
+    local res = pipeline(WEB_HOSTS .. [[
 pipeline "p" {
   stage "make" { run = function(ctx)
     ctx.sh("echo made by $ORCH_STAGE")
@@ -265,9 +269,7 @@ pipeline "p" {
   end)
 
   it("fails a stage on hosts when a host fails, unless max_fail allows it", function()
-    local res = pipeline([[
-host "a" { connection = "local", roles = { "web" } }
-host "b" { connection = "local", roles = { "web" } }
+    local res = pipeline(WEB_HOSTS .. [[
 pipeline "p" {
   stage "strict" { on = "role:web", run = function(h) if h.name == "b" then error("b is broken") end end },
   stage "lenient" { on = "role:web", max_fail = 1, run = function(h) if h.name == "b" then error("b is broken") end end },

@@ -31,6 +31,15 @@ function M.read(path)
   return data
 end
 
+--- Run a shell command and return its stdout; a failure raises (the
+-- spec's own plumbing, not what it tests).
+function M.sh(cmd)
+  local f = assert(io.popen(cmd, "r"))
+  local out = f:read("a")
+  assert(f:close())
+  return out
+end
+
 --- This process's pid.
 function M.pid()
   return require("orch.core.info").pid
