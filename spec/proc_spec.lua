@@ -78,6 +78,28 @@ describe("orch.proc", function()
     assert.equals("ONLY=1\n", r.stdout)
   end)
 
+  it("looks argv[0] up on the child's PATH, and runs a script without #! with sh", function()
+    local dir = support.tmpdir()
+    finally(function() support.remove_tree(dir) end)
+    assert(fs.mkdir(dir .. "/bin", "0755"))
+    support.write(dir .. "/bin/orch-tool", 'echo "tool $1"\n')
+    assert(fs.chmod(dir .. "/bin/orch-tool", "0755"))
+    local r = assert(proc.run({ "orch-tool", "a" }, { env = { PATH = dir .. "/bin:/usr/bin:/bin" } }))
+    assert.equals("tool a\n", r.stdout)
+    -- a relative entry counts from the child's directory, as after a chdir
+    r = assert(proc.run({ "orch-tool", "b" }, { env = { PATH = "bin" }, cwd = dir }))
+    assert.equals("tool b\n", r.stdout)
+    local _, err, code = proc.run({ "orch-tool" })
+    assert.matches("orch-tool: no such file or directory", err, 1, true)
+    assert.equals("ENOENT", code)
+  end)
+
+  it("starts the child with an empty signal mask and no signal ignored", function()
+    -- orch ignores SIGPIPE and catches SIGINT and SIGTERM; none of it passes on
+    local r = proc.run({ "grep", "-E", "^Sig(Blk|Ign)", "/proc/self/status" })
+    assert.equals("SigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\n", r.stdout)
+  end)
+
   it("runs in the given directory and says when it is missing", function()
     local dir = support.tmpdir()
     finally(function() support.remove_tree(dir) end)
