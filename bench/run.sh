@@ -2,7 +2,8 @@
 # run.sh: orch's foundation figures, each as a ratio against a peer measured
 # in the same run (these machines are noisy): start-up vs lua5.4, 2,000
 # processes vs xargs -P 50, the memory of 10,000 sleeping coroutines, and
-# 1,000 file resources (files.sh).
+# 1,000 file resources (files.sh), and a 200-stage pipeline vs make -j8
+# (pipeline.sh).
 set -eu
 cd "$(dirname "$0")/.."
 ORCH=${ORCH:-build/orch}
@@ -34,3 +35,4 @@ print(('processes     2,000 x true, 50 at a time: orch %6.0f ms   xargs -P 50 %6
 print(('coroutines    10,000 sleeping: %.1f MB RSS (%.1f MB before spawning)  (target < 30 MB)'):format(rss, base))
 "
 bench/files.sh
+bench/pipeline.sh

@@ -2,7 +2,8 @@
 -- tar.gz (a snapshot: later stages or runs can't change it), and unpacked
 -- for the stages that need that stage.
 local fs = require("orch.core.fs")
-local archive = require("orch.core.archive")
+-- orch.core.archive is required where it is used: opening libarchive and
+-- its libraries takes longer than a short pipeline does without artifacts.
 
 local M = {}
 
@@ -27,7 +28,7 @@ function M.collect(workspace, stage, base)
   local dest = ("%s/artifacts/%s.tar.gz"):format(workspace, stage.name)
   local ok, err = fs.mkdir(workspace .. "/artifacts", "0755")
   if not ok then return nil, err end
-  local made, aerr = archive.create(dest, base, paths)
+  local made, aerr = require("orch.core.archive").create(dest, base, paths)
   if not made then return nil, "artifacts: " .. aerr end
   return { stage = stage.name, path = dest, files = made.files, bytes = made.bytes, sha256 = fs.sha256(dest) }
 end
@@ -39,7 +40,7 @@ function M.unpack(records, dir)
   local ok, err = fs.mkdir(dir, "0755")
   if not ok then return nil, err end
   for _, r in ipairs(records) do
-    local done, xerr = archive.extract(r.path, dir)
+    local done, xerr = require("orch.core.archive").extract(r.path, dir)
     if not done then return nil, ("artifacts of %s: %s"):format(r.stage, xerr) end
   end
   return dir

@@ -44,7 +44,7 @@ end
 local function stage_sh(self, ctx)
   return function(cmd, opts)
     opts = opts or {}
-    ctx.log("$ " .. proc.display(cmd))
+    ctx.echo("$ " .. proc.display(cmd))
     local timeout = opts.timeout or (ctx.deadline and math.max(ctx.deadline - loop.now(), 0.001))
     local res, err = proc.run(type(cmd) == "string" and argv_of(cmd) or cmd, {
       env = opts.env or ctx.env, cwd = opts.cwd or ctx.cwd, timeout = timeout,
@@ -62,7 +62,7 @@ end
 local function on_hosts(self, ctx, stage)
   local work = stage.run and function(h) stage.run(h, ctx) end or function(h)
     for _, cmd in ipairs(stage.sh) do
-      ctx.log(("[%s] $ %s"):format(h.name, cmd))
+      ctx.echo(("[%s] $ %s"):format(h.name, cmd))
       local res = h:exec(cmd, { check = false, env = ctx.env, timeout = stage.timeout })
       for line in ((res.stdout or "") .. (res.stderr or "")):gmatch("[^\n]+") do
         ctx.log(("[%s] %s"):format(h.name, line))
@@ -173,11 +173,15 @@ function Execution:run_stage(stage)
   local ctx = { pipeline = self.pipeline.name, stage = stage.name, run_id = self.id, workspace = self.workspace,
     dir = self.dir, cwd = self.dir, env = env }
   if stage.cwd then ctx.cwd = stage.cwd:sub(1, 1) == "/" and stage.cwd or (self.dir .. "/" .. stage.cwd) end
+  local printed = false
+  -- a command as it runs ("$ make"): in the log, but not output of its own
+  function ctx.echo(text)
+    lines[#lines + 1] = text
+    self.run:emit({ event = "output", name = stage.name, line = text })
+  end
   function ctx.log(text)
-    for line in tostring(text):gsub("\n$", ""):gmatch("[^\n]*") do
-      lines[#lines + 1] = line
-      self.run:emit({ event = "output", name = stage.name, line = line })
-    end
+    printed = true
+    for line in tostring(text):gsub("\n$", ""):gmatch("[^\n]*") do ctx.echo(line) end
   end
   ctx.sh = stage_sh(self, ctx)
   local ok, fail_why = true, nil
@@ -208,8 +212,9 @@ function Execution:run_stage(stage)
   r.reason = not ok and self.cancelled or fail_why
   r.log = table.concat(lines, "\n")
   -- a log, not state: written plainly (an atomic write's fsync per stage
-  -- cost more than the stage), and only when there is something in it
-  if #lines > 0 then
+  -- cost more than the stage), and only when the stage printed something
+  -- (a file each cost more than a stage of `true`)
+  if printed then
     local f = io.open(("%s/logs/%s.log"):format(self.workspace, stage.name), "wb")
     if f then f:write(r.log, "\n"); f:close() end
   end
