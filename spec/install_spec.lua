@@ -24,4 +24,22 @@ describe("cmake --install", function()
       { cwd = "/", env = { ORCH_PATH = "/nonexistent:" .. prefix } })
     assert.equals("42\n", out.stdout)
   end)
+
+  it("installs the archive and HTTP modules, opened on first use, and the library as bytecode", function()
+    local prefix = support.tmpdir()
+    finally(function() support.remove_tree(prefix) end)
+    local build = support.bin:match("^(.*)/[^/]+$")
+    assert.equals(0, proc.run({ "cmake", "--install", build, "--prefix", prefix }).code)
+    local orch = prefix .. "/bin/orch"
+    local out = proc.run({ orch, "-e", "print(require('orch.core.http').hmac_sha256('k', 'd'),"
+      .. " type(require('orch.core.archive').create))" }, { cwd = "/" })
+    assert.equals(0, out.code, out.stderr)
+    assert.matches("^%x+%s+function\n$", out.stdout)
+    -- the bytecode searcher finds orch.cli; an edited source wins over it
+    out = proc.run({ orch, "-e", "print(type(package.searchers[2]('orch.cli')))" }, { cwd = "/" })
+    assert.equals("function\n", out.stdout)
+    support.write(prefix .. "/share/orch/lua/orch/pretty.lua", "return 'edited'\n")
+    out = proc.run({ orch, "-e", "print((require('orch.pretty')))" }, { cwd = "/" })
+    assert.equals("edited\n", out.stdout)
+  end)
 end)
