@@ -102,6 +102,20 @@ pipeline "p" {
     support.eventually(function() return not support.alive(pid) end, "killed: the grandchild")
   end)
 
+  it("keeps a progress line at the bottom of a terminal, and none without one", function()
+    support.write(dir .. "/ci.lua", [[pipeline "p" { stage "a" { sh = "echo one" },
+      stage "b" { needs = "a", sh = "echo two" } }]])
+    -- script(1) gives orch a pseudo-terminal and records what it wrote
+    local res = require("orch.proc").run({ "script", "-qec", ("%s pipeline run p -f %s/ci.lua"):format(support.bin, dir),
+      "/dev/null" }, { env = { NO_COLOR = "1" } })
+    assert.equals(0, res.code, res.stdout)
+    local out = res.stdout:gsub("\r\n", "\n")
+    assert.matches("\r\27[K[a] one\np: 0/2 stages done; running a", out, 1, true)
+    assert.matches("\r\27%[Kok       b [%d.]+s\np: 1/2 stages done; running b\r\27%[KPIPELINE p", out)
+    local plain = support.orch("pipeline", "run", "p", "-f", dir .. "/ci.lua")
+    assert.not_matches("stages done", plain.stdout, 1, true)
+  end)
+
   it("counts the timeout for the stage, across its commands", function()
     local res = pipeline([[pipeline "p" { stage "slow" { sh = { "sleep 0.4", "sleep 0.4", "touch $D/third" },
       timeout = 0.6 } }]])

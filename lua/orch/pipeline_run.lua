@@ -44,13 +44,14 @@ end
 local function stage_sh(self, ctx)
   return function(cmd, opts)
     opts = opts or {}
+    if self.cancelled then error(self.cancelled, 2) end
     ctx.echo("$ " .. proc.display(cmd))
-    local timeout = opts.timeout or (ctx.deadline and math.max(ctx.deadline - loop.now(), 0.001))
+    local spawned
     local res, err = proc.run(type(cmd) == "string" and argv_of(cmd) or cmd, {
-      env = opts.env or ctx.env, cwd = opts.cwd or ctx.cwd, timeout = timeout,
+      env = opts.env or ctx.env, cwd = opts.cwd or ctx.cwd, timeout = opts.timeout or ctx.time_left(),
       on_stdout = ctx.log, on_stderr = ctx.log,
-      on_spawn = function(p) self.procs[p] = true; ctx.proc = p end })
-    if ctx.proc then self.procs[ctx.proc] = nil; ctx.proc = nil end
+      on_spawn = function(p) spawned = p; self.procs[p] = true end })
+    if spawned then self.procs[spawned] = nil end
     if not res then error(err, 2) end
     if not res.ok then error(("%s: %s"):format(proc.display(cmd), proc.failure(res)), 2) end
     return res
@@ -63,7 +64,7 @@ local function on_hosts(self, ctx, stage)
   local work = stage.run and function(h) stage.run(h, ctx) end or function(h)
     for _, cmd in ipairs(stage.sh) do
       ctx.echo(("[%s] $ %s"):format(h.name, cmd))
-      local res = h:exec(cmd, { check = false, env = ctx.env, timeout = stage.timeout })
+      local res = h:exec(cmd, { check = false, env = ctx.env, timeout = ctx.time_left() })
       for line in ((res.stdout or "") .. (res.stderr or "")):gmatch("[^\n]+") do
         ctx.log(("[%s] %s"):format(h.name, line))
       end
@@ -134,7 +135,7 @@ local function should_run(self, stage)
   local needs_failed = false
   for _, n in ipairs(stage.needs) do
     local s = self.results[n].status
-    if s == "failed" or s == "skipped" then needs_failed = true end
+    if s ~= "ok" and s ~= "allowed_failure" then needs_failed = true end
   end
   if stage.when == "always" then return true end
   if stage.when == "on_failure" then
@@ -143,6 +144,31 @@ local function should_run(self, stage)
   end
   if needs_failed then return false, ("needs %s, which did not succeed"):format(table.concat(stage.needs, ", ")) end
   return true
+end
+
+-- What a stage's commands and function get: its folder, environment, log
+-- (ctx.lines, and ctx.printed once it printed anything of its own), sh.
+function Execution:context(stage)
+  local env = { ORCH_PIPELINE = self.pipeline.name, ORCH_STAGE = stage.name, ORCH_RUN_ID = tostring(self.id),
+    ORCH_WORKSPACE = self.workspace }
+  for k, v in pairs(self.env) do env[k] = v end
+  for k, v in pairs(stage.env or {}) do env[k] = v end
+  local ctx = { pipeline = self.pipeline.name, stage = stage.name, run_id = self.id, workspace = self.workspace,
+    dir = self.dir, cwd = self.dir, env = env, lines = {}, printed = false }
+  if stage.cwd then ctx.cwd = stage.cwd:sub(1, 1) == "/" and stage.cwd or (self.dir .. "/" .. stage.cwd) end
+  -- a command as it runs ("$ make"): in the log, but not output of its own
+  function ctx.echo(text)
+    ctx.lines[#ctx.lines + 1] = text
+    self.run:emit({ event = "output", name = stage.name, line = text })
+  end
+  function ctx.log(text)
+    ctx.printed = true
+    for line in tostring(text):gsub("\n$", ""):gmatch("[^\n]*") do ctx.echo(line) end
+  end
+  -- seconds left of the stage's timeout (nil: none), for each command
+  function ctx.time_left() return ctx.deadline and math.max(ctx.deadline - loop.now(), 0.001) end
+  ctx.sh = stage_sh(self, ctx)
+  return ctx
 end
 
 function Execution:run_stage(stage)
@@ -159,37 +185,23 @@ function Execution:run_stage(stage)
   if not go then
     r.status, r.reason = "skipped", why
     self:record(r)
+    self.done = self.done + 1
     self.run:emit({ event = "stage", name = stage.name, status = "skipped", reason = why })
+    self:progress()
     return
   end
   self.sem:acquire()
   r.started = loop.time()
+  self.running[#self.running + 1] = stage.name
   self.run:emit({ event = "stage_start", name = stage.name, hosts = stage.on })
-  local env = { ORCH_PIPELINE = self.pipeline.name, ORCH_STAGE = stage.name, ORCH_RUN_ID = tostring(self.id),
-    ORCH_WORKSPACE = self.workspace }
-  for k, v in pairs(self.env) do env[k] = v end
-  for k, v in pairs(stage.env or {}) do env[k] = v end
-  local lines = {}
-  local ctx = { pipeline = self.pipeline.name, stage = stage.name, run_id = self.id, workspace = self.workspace,
-    dir = self.dir, cwd = self.dir, env = env }
-  if stage.cwd then ctx.cwd = stage.cwd:sub(1, 1) == "/" and stage.cwd or (self.dir .. "/" .. stage.cwd) end
-  local printed = false
-  -- a command as it runs ("$ make"): in the log, but not output of its own
-  function ctx.echo(text)
-    lines[#lines + 1] = text
-    self.run:emit({ event = "output", name = stage.name, line = text })
-  end
-  function ctx.log(text)
-    printed = true
-    for line in tostring(text):gsub("\n$", ""):gmatch("[^\n]*") do ctx.echo(line) end
-  end
-  ctx.sh = stage_sh(self, ctx)
+  self:progress()
+  local ctx = self:context(stage)
   local ok, fail_why = true, nil
   local inputs = {}
   for _, n in ipairs(stage.needs) do inputs[#inputs + 1] = self.results[n].artifact end
   if #inputs > 0 then
     local dir, err = artifacts.unpack(inputs, ("%s/in/%s"):format(self.workspace, stage.name))
-    if dir then env.ORCH_ARTIFACTS, ctx.artifacts = dir, dir else ok, fail_why = false, err end
+    if dir then ctx.env.ORCH_ARTIFACTS, ctx.artifacts = dir, dir else ok, fail_why = false, err end
   end
   if ok then
     repeat
@@ -210,18 +222,28 @@ function Execution:run_stage(stage)
   r.status = ok and "ok" or (self.cancelled and "interrupted") or (stage.allow_failure and "allowed_failure")
     or "failed"
   r.reason = not ok and self.cancelled or fail_why
-  r.log = table.concat(lines, "\n")
+  r.log = table.concat(ctx.lines, "\n")
   -- a log, not state: written plainly (an atomic write's fsync per stage
   -- cost more than the stage), and only when the stage printed something
   -- (a file each cost more than a stage of `true`)
-  if printed then
+  if ctx.printed then
     local f = io.open(("%s/logs/%s.log"):format(self.workspace, stage.name), "wb")
     if f then f:write(r.log, "\n"); f:close() end
   end
   if r.status == "failed" then self.any_failed = true end
   self:record(r)
+  for i, n in ipairs(self.running) do if n == stage.name then table.remove(self.running, i) break end end
+  self.done = self.done + 1
   self.run:emit({ event = "stage", name = stage.name, status = r.status, attempts = r.attempts,
     elapsed = r.finished - r.started, reason = r.reason })
+  self:progress()
+end
+
+-- The terminal's progress line: stages done, and which run now.
+function Execution:progress()
+  local total = #self.pipeline.stages
+  self.run.ui:progress(self.done < total and ("%s: %d/%d stages done%s"):format(self.pipeline.name,
+    self.done, total, #self.running > 0 and ("; running " .. table.concat(self.running, ", ")) or "") or nil)
 end
 
 -- Runs beyond the newest `keep` lose their workspace (logs and artifacts
@@ -243,7 +265,7 @@ end
 function M.start(p, opts)
   local run, store = opts.run, opts.run.store
   local self = setmetatable({ pipeline = p, run = run, store = store, dir = opts.dir, results = {}, tasks = {},
-    procs = {}, pending = {}, flushed = loop.now(), any_failed = false,
+    procs = {}, pending = {}, flushed = loop.now(), any_failed = false, running = {}, done = 0,
     sem = task.semaphore(math.tointeger(opts.jobs) or 4), env = {} }, Execution)
   for k, v in pairs(p.env) do self.env[k] = v end
   for k, v in pairs(opts.env or {}) do self.env[k] = v end
@@ -283,6 +305,7 @@ end
 -- waits short) are recorded as interrupted. Returns the status.
 function Execution:finish()
   if self.status then return self.status end
+  self.run.ui:progress(nil)
   local interrupted = self.cancelled or loop.interrupted()
   for _, stage in ipairs(self.pipeline.stages) do
     local r = self.results[stage.name]

@@ -236,6 +236,7 @@ end
 --- orch serve -f FILE: returns the exit code.
 function M.main(opts)
   local ui = ui_mod.new({ json = opts.json, verbose = opts.verbose })
+  ui.tty = false  -- a log of triggers and runs, several at once: no progress line
   local vars, verr = playbook.parse_vars(opts.extra_vars)
   if not vars then ui:error(verr); return 2 end
   local loaded, err = pipeline_file.load(opts.file, { ui = ui_mod.new({ json = true, out = io.open("/dev/null", "w") }),

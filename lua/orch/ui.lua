@@ -23,6 +23,7 @@ function M.new(opts)
   end
   return setmetatable({
     json = opts.json, verbose = opts.verbose, diff = opts.diff, color = color,
+    tty = not opts.json and opts.out == nil and term.isatty("stdout"),
     out = opts.out or io.stdout, err = opts.err or io.stderr,
   }, ui)
 end
@@ -193,9 +194,24 @@ function ui:emit(ev)
     self.out:write(json.encode(ev), "\n")
   else
     local format = human[ev.event]
-    if format then self.out:write(format(self, ev), "\n") end
+    if format then
+      if self.status then self.out:write("\r\27[K") end   -- the progress line goes below
+      self.out:write(format(self, ev), "\n")
+      if self.status then self.out:write(self.status) end
+    end
   end
   self.out:flush()
+end
+
+--- A progress line kept at the bottom of a terminal ("3/10 stages done,
+-- running: build"), redrawn below each event; nil removes it. Nothing
+-- without a terminal or with --json.
+function ui:progress(text)
+  if not self.tty or (text == nil and self.status == nil) then return end
+  if text then text = text:sub(1, (term.size("stdout") or 80) - 1) end
+  self.out:write("\r\27[K", text and self:paint("dim", text) or "")
+  self.out:flush()
+  self.status = text and self:paint("dim", text)
 end
 
 --- An error that ends the command: one line on stderr (or a JSON event).
