@@ -72,7 +72,7 @@ describe("orch serve", function()
 
   it("runs a pipeline for a webhook signed with its secret, and refuses a missing or bad signature", function()
     local s = serve([[pipeline "deploy" { triggers = { "webhook" },
-      stage "s" { sh = "echo $ORCH_WEBHOOK_EVENT >> $D/ran" } }]])
+      stage "s" { sh = "echo $ORCH_WEBHOOK_EVENT >> $D/ran; cp $ORCH_WEBHOOK_PAYLOAD $D/payload" } }]])
     local body = '{"ref":"refs/heads/main"}'
     local code, text = post(s.url .. "/hooks/deploy", body)
     assert.equals(401, code)
@@ -88,6 +88,7 @@ describe("orch serve", function()
     assert.same({ pipeline = "deploy", action = "started" }, json.decode(text))
     assert.equals("ok", s.event("summary").status)
     assert.equals("push\n", support.read(dir .. "/ran"))   -- once: the refused calls ran nothing
+    assert.equals(body, support.read(dir .. "/payload"))
     assert.equals(1, #runs("deploy"))
     assert.equals("webhook", runs("deploy")[1].trigger)
     assert.equals(404, (post(s.url .. "/hooks/nope", body, { ["X-Hub-Signature-256"] = signature(body) })))

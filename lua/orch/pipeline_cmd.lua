@@ -23,8 +23,9 @@ local function store_path(opts) return opts.state or (dirname(opts.file) .. "/.o
 
 --- One run of pipeline `name` from file `path`, start to end: a new run
 -- record, the file loaded into it, the pipeline's lock, the stages, the
--- summary. opts: store, ui, jobs, trigger, detail, env, inventory, vars,
--- lock_timeout, junit, and on_start(execution) (to cancel it). Returns
+-- summary. opts: store, ui, jobs, trigger, detail, env, payload,
+-- inventory, vars, lock_timeout, junit, and on_start(execution) (to
+-- cancel it). Returns
 -- status ("ok", "failed", "interrupted") and the summary event; or
 -- "error", a message and the exit code it calls for (2 for a bad file or
 -- name, 1 when the pipeline's lock is held).
@@ -48,7 +49,7 @@ function M.execute(path, name, opts)
   local run = loaded.run
   local started = loop.now()
   local exec = pipeline_run.start(p, { run = run, dir = loaded.dir, jobs = opts.jobs, trigger = opts.trigger,
-    detail = opts.detail, env = opts.env })
+    detail = opts.detail, env = opts.env, payload = opts.payload })
   if opts.on_start then opts.on_start(exec) end
   local status, results = exec:wait()
   store:finish_run(run_id, status)

@@ -259,7 +259,8 @@ end
 
 --- Start pipeline p in a task: opts { run (the orch.run it belongs to),
 -- dir (the pipeline file's), jobs, trigger, detail (a commit, a delivery),
--- env (more variables) }. Returns the execution: :wait() gives status
+-- env (more variables), payload (a webhook's body: a file in the workspace,
+-- ORCH_WEBHOOK_PAYLOAD) }. Returns the execution: :wait() gives status
 -- ("ok", "failed" or "interrupted") and the stage results by name;
 -- :cancel(why) stops it.
 function M.start(p, opts)
@@ -281,6 +282,10 @@ function M.start(p, opts)
   fs.remove(self.workspace, { recursive = true })
   assert(fs.mkdir(self.workspace .. "/logs", "0755") ~= nil)
   store.db:exec("UPDATE pipeline_runs SET workspace = ? WHERE id = ?", self.workspace, self.id)
+  if opts.payload then
+    self.env.ORCH_WEBHOOK_PAYLOAD = self.workspace .. "/webhook.json"
+    assert(fs.write(self.env.ORCH_WEBHOOK_PAYLOAD, opts.payload, { mode = "0600" }))
+  end
 
   self.main = task.spawn(function()
     for _, stage in ipairs(p.stages) do

@@ -14,8 +14,6 @@ local pipeline_cmd = require("orch.pipeline_cmd")
 
 local M = {}
 
-local function dirname(path) return path:match("^(.*)/[^/]*$") or "." end
-
 -- How long a sleeping trigger takes to notice the server is stopping.
 local TICK = 0.2
 
@@ -38,7 +36,8 @@ function Server:run_pipeline(name, trigger)
       self.ui:error(("pipeline %s: %s"):format(name, err))
     else
       local status, detail = pipeline_cmd.execute(self.file, name, { store = store, ui = self.ui, jobs = self.opts.jobs,
-        trigger = trigger.kind, detail = trigger.detail, env = trigger.env, inventory = self.opts.inventory,
+        trigger = trigger.kind, detail = trigger.detail, env = trigger.env, payload = trigger.payload,
+        inventory = self.opts.inventory,
         vars = self.vars, lock_timeout = 300, on_start = function(exec) slot.exec = exec end })
       if status == "error" then self.ui:error(("pipeline %s: %s"):format(name, detail)) end
       store:close()
@@ -57,6 +56,7 @@ function Server:fire(name, trigger)
   if self.stopping then action = "stopping"
   elseif not slot.running then
     action = "started"
+    slot.running = true  -- now: a second trigger this tick must see it
     task.spawn(self.run_pipeline, self, name, trigger)
   elseif slot.pipeline.on_busy == "skip" then action = "skipped"
   else
@@ -90,7 +90,8 @@ end
 
 -- The head of branch in repo (a path or URL): git ls-remote, no checkout.
 local function head_of(repo, branch, dir)
-  local res, err = proc.run({ "git", "ls-remote", "--", repo, "refs/heads/" .. branch }, { cwd = dir, timeout = 60 })
+  local res, err = proc.run({ "git", "ls-remote", "--", repo, "refs/heads/" .. branch },
+    { cwd = dir, timeout = 60, env = { GIT_TERMINAL_PROMPT = "0" } })  -- never wait for a password
   if not res then return nil, err end
   if not res.ok then return nil, ("git ls-remote %s: %s"):format(repo, (res.stderr:gsub("%s+$", ""))) end
   local sha = res.stdout:match("^(%x+)%s")
@@ -148,7 +149,7 @@ function Server:answer(req)
   end
   if self.stopping then return reply(503, { error = "orch serve is stopping" }) end
   local delivery = req.headers["x-github-delivery"]
-  local action = self:fire(name, { kind = "webhook", detail = delivery,
+  local action = self:fire(name, { kind = "webhook", detail = delivery, payload = req.body,
     env = { ORCH_WEBHOOK_EVENT = req.headers["x-github-event"], ORCH_WEBHOOK_DELIVERY = delivery } })
   reply(202, { pipeline = name, action = action })
 end
@@ -183,7 +184,7 @@ end
 -- (NAME upper-cased, non-alphanumerics as _), else ORCH_WEBHOOK_SECRET.
 local function webhook_secret(p)
   local given = p.triggers.webhook.secret
-  if given ~= nil then return secret.reveal(given) end
+  if given ~= nil then return secret.reveal(secret.new(given)) end  -- registered: output never shows it
   local var = "ORCH_WEBHOOK_SECRET_" .. p.name:upper():gsub("[^%w]", "_")
   local v = os.getenv(var) or os.getenv("ORCH_WEBHOOK_SECRET")
   if v and v ~= "" then secret.new(v); return v end  -- registered, so output never shows it
