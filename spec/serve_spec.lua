@@ -173,6 +173,23 @@ pipeline "k" { triggers = { "webhook" }, on_busy = "skip", stage "s" { sh = "sle
     assert.equals(three, r[2].detail)
   end)
 
+  it("fires a schedule when its time comes, and says when the next one is", function()
+    -- a schedule due at the next whole second, so the loop is seen firing
+    local serve = require("orch.serve")
+    local events, fired = {}, {}
+    local srv = setmetatable({ slots = {}, ui = { emit = function(_, ev) events[#events + 1] = ev end } }, serve.Server)
+    function srv:fire(name, trigger)
+      fired[#fired + 1] = { name, trigger.kind, trigger.detail }
+      if #fired == 2 then self.stopping = "enough" end
+    end
+    local soon = { text = "every second", next = function(_, after) return after + 1 end }
+    local started = require("orch.core.loop").time()
+    srv:watch_schedule({ name = "p" }, soon)
+    assert.same({ { "p", "schedule", "every second" }, { "p", "schedule", "every second" } }, fired)
+    assert.equals("scheduled", events[1].event)
+    assert.truthy(events[1].next > started and events[2].next > events[1].next)
+  end)
+
   it("says when each schedule fires next", function()
     local s = serve([[pipeline "nightly" { triggers = { schedule = "30 2 * * *" }, stage "s" { sh = "true" } }]],
       { no_listen = true })

@@ -19,6 +19,7 @@ local TICK = 0.2
 
 local Server = {}
 Server.__index = Server
+M.Server = Server  -- for the specs: a trigger's loop driven by a schedule they make
 
 function Server:emit(ev)
   ev.event = ev.event or "trigger"
