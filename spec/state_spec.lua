@@ -260,8 +260,8 @@ describe("orch.state migrations", function()
       names[#names + 1] = r.name
     end
     assert.same({ "blobs", "config_files", "configs", "events", "events_run_seq", "file_versions",
-      "file_versions_run", "pipeline_artifacts", "pipeline_runs", "pipeline_runs_name", "pipeline_triggers", "runs",
-      "stage_runs" }, names)
+      "file_versions_run", "infra_locks", "infra_outputs", "infra_resources", "infra_workspaces",
+      "pipeline_artifacts", "pipeline_runs", "pipeline_runs_name", "pipeline_triggers", "runs", "stage_runs" }, names)
     local f = io.popen("stat -c %a " .. sh_quote(dir .. "/a/b"))
     assert.equals("700", f:read("l"))
     f:close()

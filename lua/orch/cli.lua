@@ -7,7 +7,7 @@ local errors = require("orch.errors")
 local M = {}
 
 local commands = {}
-local order = { "play", "run", "status", "repl", "history", "rollback", "config", "pipeline", "serve", "lua", "version", "help" }
+local order = { "play", "run", "status", "repl", "history", "rollback", "config", "pipeline", "serve", "plan", "apply", "destroy", "state", "output", "import", "lua", "version", "help" }
 
 commands.play = {
   usage = "orch play FILE [options]",
@@ -198,6 +198,77 @@ then stops them; a second signal stops them at once.]],
     if not opts.file then return M.usage_error("serve", "give the file with -f FILE") end
     return require("orch.serve").main(opts)
   end,
+}
+
+local infra_options = {
+  { short = "-var", long = "--var", arg = "NAME=VALUE", multi = true, help = "set a variable (repeatable); also ORCH_VAR_NAME" },
+  { short = "-var-file", long = "--var-file", arg = "FILE", multi = true, help = "variables from a YAML or JSON file (repeatable)" },
+  { long = "--workspace", arg = "NAME", default = "default", help = "the state's workspace (default: default)" },
+  { long = "--parallelism", arg = "N", number = true, default = 10, help = "resources read or changed at once (default 10)" },
+  { long = "--state", arg = "PATH", help = "the state store (default: .orch/state.db beside FILE)" },
+  { long = "--lock-timeout", arg = "SECONDS", number = true, default = 30, help = "how long to wait for the workspace's lock" },
+  { long = "--json", help = "the plan (and events) as JSON" },
+  { short = "-v", long = "--verbose", help = "show Lua tracebacks with errors" },
+}
+
+local function infra_command(name, usage, summary, description, more)
+  commands[name] = {
+    usage = usage, summary = summary, description = description,
+    options = with(infra_options, more or {}),
+    run = function(opts, rest) return require("orch.infra_cmd").main(name, opts, rest) end,
+  }
+end
+
+infra_command("plan", "orch plan FILE [options]",
+  "Infrastructure: show what apply would create, change, replace and destroy.", [[
+Refreshes every resource in state through its provider's read, then
+compares with the file's resource blocks: + create, ~ update in place,
+-/+ replace (naming the attribute that forces it), - destroy, and what
+changed outside orch. Ends with "Plan: N to add, N to change, N to destroy."]], {
+  { short = "-out", long = "--out", arg = "FILE", help = "save the plan: orch apply FILE applies exactly it" },
+  { long = "--detailed-exitcode", help = "exit 0 without changes, 2 with changes, 1 on error" },
+  { long = "--destroy", help = "plan to destroy everything (with -out, for orch apply)" },
+})
+infra_command("apply", "orch apply FILE | orch apply SAVED.plan [options]",
+  "Infrastructure: converge the file's resources (after showing the plan and asking).", [[
+Shows the plan and asks for 'yes' on a terminal (--auto-approve otherwise),
+then creates and updates in dependency order and destroys in reverse, at
+most --parallelism at once. Each result is in state the moment it is done:
+a failure skips what depends on it, the rest goes on, and the next apply
+converges. A saved plan (orch plan -out) applies exactly, or not at all
+when the state changed since.]], {
+  { long = "--auto-approve", help = "apply without asking" },
+})
+infra_command("destroy", "orch destroy FILE [options]",
+  "Infrastructure: destroy every resource in the workspace's state, dependants first.", nil, {
+  { long = "--auto-approve", help = "destroy without asking" },
+})
+
+commands.state = {
+  usage = "orch state list | show ADDR | rm ADDR | mv FROM TO | unlock LOCK_ID [-f FILE]",
+  summary = "Infrastructure state: list, show, forget, rename resources; force a lock open.",
+  options = with({
+    { short = "-f", long = "--file", arg = "FILE", help = "use the state store beside this file" },
+    { long = "--state", arg = "PATH", help = "the state store (default: .orch/state.db here)" },
+    { long = "--workspace", arg = "NAME", default = "default", help = "the workspace (default: default)" },
+    { long = "--lock-timeout", arg = "SECONDS", number = true, default = 30, help = "how long to wait for the lock" },
+    { long = "--json", help = "print JSON" },
+  }, {}),
+  run = function(opts, rest) return require("orch.infra_cmd").main("state", opts, rest) end,
+}
+
+commands.output = {
+  usage = "orch output [NAME] [-f FILE] [--json]",
+  summary = "Infrastructure outputs, as the last apply left them.",
+  options = commands.state.options,
+  run = function(opts, rest) return require("orch.infra_cmd").main("output", opts, rest) end,
+}
+
+commands.import = {
+  usage = "orch import ADDR ID -f FILE",
+  summary = "Read an existing object into state, through its provider.",
+  options = with(infra_options, { { short = "-f", long = "--file", arg = "FILE", help = "the file that declares ADDR" } }),
+  run = function(opts, rest) return require("orch.infra_cmd").main("import", opts, rest) end,
 }
 
 commands.lua = {

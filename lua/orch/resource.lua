@@ -167,7 +167,7 @@ end
 -- A file on the control machine named by a playbook: absolute, or in the
 -- playbook's `subdir` folder (templates/, files/), or beside it, as
 -- Ansible looks for them.
-local function find_source(run, rel, subdir)
+function M.find_source(run, rel, subdir)
   if rel:sub(1, 1) == "/" then return rel end
   local base = run.playbook_dir or "."
   local candidates = { base .. "/" .. rel }
@@ -202,7 +202,7 @@ function M.call(run, tname, typedef, attrs, level)
   local logs = {}  -- shown after the resource's own line
   local ctx = { host = h, check = run.check, type = tname, run = run, playbook_dir = run.playbook_dir,
     log = function(msg) logs[#logs + 1] = msg end,
-    source = function(rel, subdir) return find_source(run, rel, subdir) end }
+    source = function(rel, subdir) return M.find_source(run, rel, subdir) end }
   local started = loop.now()
   local ok, res = xpcall(converge, errors.traceback, ctx, typedef, plain, label)
   ev.elapsed = loop.now() - started

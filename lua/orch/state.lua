@@ -131,6 +131,40 @@ M.migrations = {
       PRIMARY KEY (pipeline, trigger)
     );
   ]],
+  -- 5: infrastructure: workspaces (lineage, serial), resources, outputs, locks
+  [[
+  CREATE TABLE infra_workspaces (
+    name     TEXT PRIMARY KEY,
+    lineage  TEXT NOT NULL,
+    serial   INTEGER NOT NULL
+  );
+  CREATE TABLE infra_resources (
+    workspace TEXT NOT NULL,
+    address   TEXT NOT NULL,
+    type      TEXT NOT NULL,
+    attrs     TEXT NOT NULL,
+    deps      TEXT NOT NULL,
+    sensitive TEXT,
+    updated   REAL NOT NULL,
+    PRIMARY KEY (workspace, address)
+  );
+  CREATE TABLE infra_outputs (
+    workspace TEXT NOT NULL,
+    name      TEXT NOT NULL,
+    value     TEXT NOT NULL,
+    sensitive INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (workspace, name)
+  );
+  CREATE TABLE infra_locks (
+    workspace TEXT PRIMARY KEY,
+    id        TEXT NOT NULL,
+    pid       INTEGER NOT NULL,
+    hostname  TEXT NOT NULL,
+    who       TEXT,
+    operation TEXT NOT NULL,
+    since     REAL NOT NULL
+  );
+  ]],
 }
 
 local FINISHED = { ok = true, failed = true, interrupted = true, aborted = true }

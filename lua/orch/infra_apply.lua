@@ -1,0 +1,160 @@
+-- infra_apply.lua: carry a plan out: creates and updates in dependency
+-- order, destroys in reverse, at most --parallelism at once; each result
+-- committed to state the moment it is done, so a failure or a kill loses
+-- nothing done; what depends on a failure is skipped, the rest goes on.
+local loop = require("orch.core.loop")
+local task = require("orch.task")
+local secret = require("orch.secret")
+local errors = require("orch.errors")
+local resource = require("orch.resource")
+local infra = require("orch.infra")
+local infra_plan = require("orch.infra_plan")
+
+local M = {}
+
+local function sensitive_attrs(typedef, attrs)
+  local list = {}
+  for k, v in pairs(attrs) do
+    if (typedef.schema[k] and typedef.schema[k].sensitive) or secret.is(v) then list[#list + 1] = k end
+  end
+  table.sort(list)
+  return list
+end
+
+-- Create or update a's object; the attributes to record.
+local function converge(a, want, ctx, run)
+  local typedef = a.typedef
+  if typedef.file then
+    -- the resource engine writes it (validate, atomic write, history)
+    resource.call(run, a.type, typedef, want)
+    return infra_plan.read(ctx, typedef, secret.reveal_deep(want))
+  end
+  local plain = secret.reveal_deep(want)
+  local out = typedef.apply(ctx, plain, a.action == "update" and a.have or nil, a.changes or {})
+  local after = {}
+  for k, v in pairs(plain) do after[k] = v end
+  for k, v in pairs(type(out) == "table" and out or {}) do after[k] = v end
+  return after
+end
+
+local function delete(a, ctx)
+  local typedef = a.typedef
+  if typedef.file then
+    local ok, err = ctx.host:remove(a.have.path)
+    if not ok then error(err, 0) end
+    return
+  end
+  if not typedef.delete then error(("%s cannot be destroyed: type %s has no delete"):format(a.address, a.type), 0) end
+  typedef.delete(ctx, a.have)
+end
+
+--- Apply plan (infra_plan.make's) with config's declarations to ws.
+-- opts { parallelism, context (fn(type, typedef) -> ctx), run, emit }.
+-- Returns the number of failures and each action's outcome.
+function M.run(plan, config, ws, opts)
+  local sem = task.semaphore(opts.parallelism or 10)
+  local done, tasks, failures = {}, {}, 0
+  local emit = opts.emit
+
+  -- the value of address.path from what is applied by now
+  local applied = {}
+  local function lookup(address, path)
+    local v = applied[address]
+    if v == nil then
+      local s = ws:get(address)
+      v = s and s.attrs
+    end
+    for _, k in ipairs(path) do
+      if type(v) ~= "table" then return nil end
+      v = v[k]
+    end
+    return v
+  end
+
+  -- the deletes a delete must wait for: those of what depends on it
+  local dependants = {}
+  for _, a in ipairs(plan.actions) do
+    if a.action == "delete" or a.action == "forget" or a.action == "replace" then
+      for _, d in ipairs(a.deps or {}) do
+        dependants[d] = dependants[d] or {}
+        table.insert(dependants[d], a.address)
+      end
+    end
+  end
+
+  local function step(a)
+    local r = config.resources[a.address]
+    a.typedef = r and r.typedef or require("orch.providers").find(a.type, config.playbook_dir)
+    local waits = {}
+    if a.action == "delete" or a.action == "forget" then
+      for _, d in ipairs(dependants[a.address] or {}) do waits[#waits + 1] = d end
+    else
+      for _, d in ipairs(a.deps) do waits[#waits + 1] = d end
+    end
+    for _, d in ipairs(waits) do
+      if tasks[d] and tasks[d] ~= tasks[a.address] then tasks[d]:wait() end
+      local o = done[d]
+      if o and (o.status == "failed" or o.status == "skipped") then
+        done[a.address] = { status = "skipped", reason = ("%s did not apply"):format(d) }
+        emit({ event = "infra", address = a.address, action = a.action, status = "skipped",
+          reason = done[a.address].reason })
+        return
+      end
+    end
+    if a.action == "noop" then
+      applied[a.address] = a.recorded and a.recorded.attrs
+      done[a.address] = { status = "ok" }
+      return
+    end
+    if a.action == "forget" then
+      ws:remove(a.address)
+      done[a.address] = { status = "ok" }
+      emit({ event = "infra", address = a.address, action = "forget", status = "ok" })
+      return
+    end
+    sem:acquire()
+    local started = loop.now()
+    emit({ event = "infra_start", address = a.address, action = a.action })
+    local ctx = opts.context(a.type, a.typedef)
+    local ok, err = xpcall(function()
+      if a.action == "delete" then
+        delete(a, ctx)
+        ws:remove(a.address)
+        return
+      end
+      local want = infra.check_attrs(r, infra.resolve(r.attrs, lookup))
+      local cbd = r.lifecycle.create_before_destroy
+      if a.action == "replace" and not cbd and a.have then
+        delete(a, ctx)
+        ws:remove(a.address)
+      end
+      local after = converge(a, want, ctx, opts.run)
+      if a.action == "replace" and cbd and a.have then delete(a, ctx) end
+      ws:put({ address = a.address, type = a.type, attrs = after, deps = a.deps,
+        sensitive = sensitive_attrs(a.typedef, after) })
+      applied[a.address] = after
+    end, errors.traceback)
+    sem:release()
+    local o = { status = ok and "ok" or "failed", elapsed = loop.now() - started,
+      error = not ok and errors.message(err) or nil }
+    done[a.address] = o
+    if not ok then failures = failures + 1 end
+    emit({ event = "infra", address = a.address, action = a.action, status = o.status, elapsed = o.elapsed,
+      error = o.error })
+  end
+
+  for _, a in ipairs(plan.actions) do tasks[a.address] = task.spawn(step, a) end
+  for _, a in ipairs(plan.actions) do tasks[a.address]:wait() end
+
+  -- outputs, from state as it now is
+  if failures == 0 then
+    local outputs = {}
+    for _, o in ipairs(plan.outputs) do
+      outputs[o.name] = { value = secret.reveal_deep(infra.resolve(o.value, lookup)), sensitive = o.sensitive }
+    end
+    ws:set_outputs(outputs)
+  end
+  return failures, done
+end
+
+return M
