@@ -285,4 +285,32 @@ resource "toy.thing" "b" { name = "b", peer = a.id }
     assert.equals(1, res.code)
     assert.matches("workspace default has no lock nope", res.stderr, 1, true)
   end)
+
+  it("manages orch's own types as resources: created, unchanged on re-plan, destroyed", function()
+    support.write(dir .. "/t.tmpl", "hello {{ who }}\n")
+    local body = [[
+local d = resource "directory" "app" { path = "$D/app", mode = "0750" }
+resource "symlink" "cur" { path = "$D/current", to = d.path }
+resource "template" "t" { path = d.path .. "/t.txt", src = "t.tmpl", vars = { who = "world" } }
+resource "file" "f" { path = d.path .. "/f", content = "x\n", mode = "0600" }
+resource "command" "c" { cmd = "touch $D/app/marker", creates = "$D/app/marker" }
+]]
+    local res = orch("apply", body, "--auto-approve")
+    assert.equals(0, res.code, res.stdout .. res.stderr)
+    assert.equals("hello world\n", support.read(dir .. "/app/t.txt"))
+    assert.equals(dir .. "/app", fs.readlink(dir .. "/current"))
+    assert.equals(tonumber("750", 8), fs.stat(dir .. "/app").mode)
+    assert.truthy(fs.stat(dir .. "/app/marker"))
+    res = orch("plan", nil, "--detailed-exitcode")
+    assert.equals(0, res.code, res.stdout)
+    support.write(dir .. "/app/f", "changed\n")
+    res = orch("plan", nil, "--detailed-exitcode")
+    assert.equals(2, res.code)
+    assert.matches("! file.f changed outside orch:", res.stdout, 1, true)
+    assert.matches("~ file.f  will be updated in place", res.stdout, 1, true)
+    res = orch("destroy", nil, "--auto-approve")
+    assert.equals(0, res.code, res.stdout)
+    assert.is_nil(fs.stat(dir .. "/app"))
+    assert.is_nil(fs.lstat(dir .. "/current"))
+  end)
 end)

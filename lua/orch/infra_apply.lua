@@ -21,13 +21,14 @@ local function sensitive_attrs(typedef, attrs)
   return list
 end
 
--- Create or update a's object; the attributes to record.
-local function converge(a, want, ctx, run)
+-- Create or update a's object from want (checked) or raw (as written,
+-- references resolved); the attributes to record.
+local function converge(a, want, raw, ctx, run)
   local typedef = a.typedef
   if typedef.file then
     -- the resource engine writes it (validate, atomic write, history)
-    resource.call(run, a.type, typedef, want)
-    return infra_plan.read(ctx, typedef, secret.reveal_deep(want))
+    resource.call(run, a.type, typedef, raw)
+    return infra_plan.read(ctx, typedef, (secret.reveal_deep(want)))
   end
   local plain = secret.reveal_deep(want)
   local out = typedef.apply(ctx, plain, a.action == "update" and a.have or nil, a.changes or {})
@@ -44,7 +45,11 @@ local function delete(a, ctx)
     if not ok then error(err, 0) end
     return
   end
-  if not typedef.delete then error(("%s cannot be destroyed: type %s has no delete"):format(a.address, a.type), 0) end
+  if not typedef.delete then
+    -- nothing to undo (a command): it stops being managed
+    ctx.log(("%s: type %s has no delete; it is forgotten, not undone"):format(a.address, a.type))
+    return
+  end
   typedef.delete(ctx, a.have)
 end
 
@@ -122,13 +127,14 @@ function M.run(plan, config, ws, opts)
         ws:remove(a.address)
         return
       end
-      local want = infra.check_attrs(r, infra.resolve(r.attrs, lookup))
+      local raw = infra.resolve(r.attrs, lookup)
+      local want = infra.check_attrs(r, raw)
       local cbd = r.lifecycle.create_before_destroy
       if a.action == "replace" and not cbd and a.have then
         delete(a, ctx)
         ws:remove(a.address)
       end
-      local after = converge(a, want, ctx, opts.run)
+      local after = converge(a, want, raw, ctx, opts.run)
       if a.action == "replace" and cbd and a.have then delete(a, ctx) end
       ws:put({ address = a.address, type = a.type, attrs = after, deps = a.deps,
         sensitive = sensitive_attrs(a.typedef, after) })

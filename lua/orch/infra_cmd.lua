@@ -221,7 +221,18 @@ local function converge(cmd, opts, file)
     if not id then store:close(); return fail(kerr) end
   end
   local function finish(code) ws:unlock(); run:flush(); store:close(); return code end
+  -- a bug past this point still lets the lock go
+  local ok, code = xpcall(M.converge_locked, errors.traceback, cmd, opts, file, plan_file, saved,
+    { ui = ui, run = run, config = config, ws = ws, finish = finish })
+  if ok then return code end
+  ws:unlock()
+  store:close()
+  error(code, 0)
+end
 
+-- The part of converge that runs under the workspace's lock.
+function M.converge_locked(cmd, opts, file, plan_file, saved, env)
+  local ui, run, config, ws, finish = env.ui, env.run, env.config, env.ws, env.finish
   if saved and (saved.lineage ~= ws.lineage or saved.serial ~= ws.serial) then
     return finish(fail(("%s is stale: it was made against state serial %d (lineage %s), and the state is now"
       .. " serial %d (lineage %s); make a new plan"):format(plan_file, saved.serial, saved.lineage, ws.serial, ws.lineage)))

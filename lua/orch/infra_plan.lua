@@ -58,7 +58,7 @@ function M.show(v, sensitive)
   if type(v) == "string" then
     return '"' .. v:gsub('[\\"\n\t]', { ["\\"] = "\\\\", ['"'] = '\\"', ["\n"] = "\\n", ["\t"] = "\\t" }) .. '"'
   end
-  if type(v) == "table" then return require("cjson").encode(secret.reveal_deep(v)) end
+  if type(v) == "table" then return (require("orch.json").encode((secret.reveal_deep(v))):gsub("\\/", "/")) end
   if math.type(v) == "float" and v == math.floor(v) and math.abs(v) < 2^53 then return ("%d"):format(v) end
   return tostring(v)
 end
@@ -157,7 +157,16 @@ function M.make(config, ws, opts)
         a.action = "create"
         if recorded then a.gone = true end
       else
-        a.changes = changes_of(r.typedef, compare, have, r.lifecycle)
+        if r.typedef.diff and not r.typedef.file and not infra.has_unknown(want) then
+          -- the type knows what counts (a directory's recurse, a command's guard)
+          a.changes = r.typedef.diff(ctx, secret.reveal_deep(want), have) or {}
+          for _, c in ipairs(a.changes) do
+            local spec = r.typedef.schema[c.attr] or {}
+            c.forces, c.sensitive = spec.force_new or nil, spec.sensitive or nil
+          end
+        else
+          a.changes = changes_of(r.typedef, compare, have, r.lifecycle)
+        end
         a.drift = drift_of(r.typedef, recorded.attrs, have)
         local forces = {}
         for _, c in ipairs(a.changes) do if c.forces then forces[#forces + 1] = c.attr end end
