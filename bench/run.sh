@@ -3,7 +3,7 @@
 # in the same run (these machines are noisy): start-up vs lua5.4, 2,000
 # processes vs xargs -P 50, the memory of 10,000 sleeping coroutines, and
 # 1,000 file resources (files.sh), and a 200-stage pipeline vs make -j8
-# (pipeline.sh).
+# (pipeline.sh), and orch plan over 1,000 unchanged files (plan.sh).
 set -eu
 cd "$(dirname "$0")/.."
 ORCH=${ORCH:-build/orch}
@@ -36,3 +36,4 @@ print(('coroutines    10,000 sleeping: %.1f MB RSS (%.1f MB before spawning)  (t
 "
 bench/files.sh
 bench/pipeline.sh
+bench/plan.sh

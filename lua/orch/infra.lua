@@ -6,6 +6,10 @@ local schema_mod = require("orch.schema")
 local providers = require("orch.providers")
 local secret = require("orch.secret")
 
+-- secret.is, inlined: it runs on every table of every resource's attributes
+local SECRET = getmetatable(secret.new(""))
+local function is_secret(v) return getmetatable(v) == SECRET end
+
 local M = {}
 
 -- A reference is kept as plain data, so a plan can be saved as JSON and
@@ -58,7 +62,7 @@ local function freeze(v)
     local parts = {}
     for i, p in ipairs(v.parts) do parts[i] = freeze(p) end
     return { ["$concat"] = parts }
-  elseif type(v) == "table" and not secret.is(v) then
+  elseif type(v) == "table" and not is_secret(v) then
     local out = {}
     for k, x in pairs(v) do out[k] = freeze(x) end
     return out
@@ -68,7 +72,7 @@ end
 
 -- The addresses frozen value v refers to, into deps.
 local function collect_deps(v, deps)
-  if type(v) ~= "table" or secret.is(v) then return deps end
+  if type(v) ~= "table" or is_secret(v) then return deps end
   if v["$ref"] then deps[v["$ref"]] = true end
   for _, x in pairs(v) do collect_deps(x, deps) end
   return deps
@@ -76,7 +80,7 @@ end
 
 -- Frozen v with each.key / each.value put in (for one for_each instance).
 local function put_each(v, key, value)
-  if type(v) ~= "table" or secret.is(v) then return v end
+  if type(v) ~= "table" or is_secret(v) then return v end
   if v["$ref"] == "each" then
     local x = v.path[1] == "key" and key or value
     for i = 2, #v.path do x = type(x) == "table" and x[v.path[i]] or nil end
@@ -84,6 +88,12 @@ local function put_each(v, key, value)
   end
   local out = {}
   for k, x in pairs(v) do out[k] = put_each(x, key, value) end
+  if out["$concat"] then   -- made only of plain values now: a plain string
+    for _, p in ipairs(out["$concat"]) do
+      if type(p) == "table" and not is_secret(p) then return out end
+    end
+    return M.resolve(out)
+  end
   return out
 end
 
@@ -94,14 +104,14 @@ M.UNKNOWN = UNKNOWN
 --- v with its markers replaced through lookup(address, path) (a value, or
 -- UNKNOWN). A string with an unknown part is unknown.
 function M.resolve(v, lookup)
-  if type(v) ~= "table" or secret.is(v) then return v end
+  if type(v) ~= "table" or is_secret(v) then return v end
   if v["$ref"] then return lookup(v["$ref"], v.path) end
   if v["$concat"] then
     local out = {}
     for i, p in ipairs(v["$concat"]) do
       local x = M.resolve(p, lookup)
       if x == UNKNOWN then return UNKNOWN end
-      out[i] = secret.is(x) and secret.reveal(x) or tostring(x)
+      out[i] = is_secret(x) and secret.reveal(x) or tostring(x)
     end
     return table.concat(out)
   end
@@ -113,7 +123,7 @@ end
 --- Does v (resolved) hold an unknown value anywhere?
 function M.has_unknown(v)
   if v == UNKNOWN then return true end
-  if type(v) == "table" and not secret.is(v) then
+  if type(v) == "table" and not is_secret(v) then
     for _, x in pairs(v) do if M.has_unknown(x) then return true end end
   end
   return false
@@ -149,8 +159,11 @@ function M.new(opts)
     return info and ("%s:%d"):format(info.short_src, info.currentline) or "?"
   end
 
+  local types = {}   -- found once per type: a for_each finds it a thousand times
   local function declare(tname, name, key, attrs, meta, at)
-    local typedef, path = providers.find(tname, config.playbook_dir)
+    local found = types[tname] or { providers.find(tname, config.playbook_dir) }
+    types[tname] = found
+    local typedef, path = found[1], found[2]
     if not typedef then
       error(("%s: no resource type '%s' (looked in %s)"):format(at, tname,
         table.concat(providers.dirs(config.playbook_dir), ", ")), 0)
@@ -197,14 +210,15 @@ function M.new(opts)
         if type(meta.for_each) ~= "table" or is_ref(meta.for_each) then
           error(("%s: for_each must be a table known when the playbook loads"):format(at), 0)
         end
-        local refs = {}
-        local keys = {}
-        for k in pairs(meta.for_each) do keys[#keys + 1] = k end
-        table.sort(keys, function(a, b) return tostring(a) < tostring(b) end)
-        for _, k in ipairs(keys) do
+        local refs, keys, values = {}, {}, {}
+        for k, v in pairs(meta.for_each) do
           -- a list gives its values as keys, as Terraform's toset()
-          local ekey = math.type(k) == "integer" and tostring(meta.for_each[k]) or tostring(k)
-          local ok, err = pcall(declare, tname, name, ekey, put_each(attrs, ekey, meta.for_each[k]), meta, at)
+          local ekey = math.type(k) == "integer" and tostring(v) or tostring(k)
+          keys[#keys + 1], values[ekey] = ekey, v
+        end
+        table.sort(keys)
+        for _, ekey in ipairs(keys) do
+          local ok, err = pcall(declare, tname, name, ekey, put_each(attrs, ekey, values[ekey]), meta, at)
           if not ok then error(err, 0) end
           refs[ekey] = ref(M.address(tname, name, ekey))
         end
@@ -263,7 +277,7 @@ end
 -- Is v (or something in it) not a plain value yet: unknown, or a reference?
 local function is_open(v)
   if v == UNKNOWN then return true end
-  if type(v) == "table" and not secret.is(v) then
+  if type(v) == "table" and not is_secret(v) then
     if v["$ref"] or v["$concat"] then return true end
     for _, x in pairs(v) do if is_open(x) then return true end end
   end
@@ -319,7 +333,9 @@ function M.check(config)
         error(("%s: %s: '%s' is computed by the provider, it can't be set"):format(r.where, addr, k), 0)
       end
     end
-    M.check_attrs(r, r.attrs)
+    -- with no references, what apply gets is known now, once
+    local checked = M.check_attrs(r, r.attrs)
+    if not is_open(r.attrs) then r.static = checked end
   end
   M.order(config)   -- raises on a cycle
 end

@@ -6,6 +6,10 @@
 local fs = require("orch.core.fs")
 local task = require("orch.task")
 local secret = require("orch.secret")
+
+-- secret.is, inlined: it runs on every table of every resource's attributes
+local SECRET = getmetatable(secret.new(""))
+local function is_secret(v) return getmetatable(v) == SECRET end
 local providers = require("orch.providers")
 local fileattrs = require("orch.fileattrs")
 local infra = require("orch.infra")
@@ -53,7 +57,7 @@ end
 -- How a value shows in a plan.
 function M.show(v, sensitive)
   if v == UNKNOWN then return "(known after apply)" end
-  if sensitive or secret.is(v) then return "(sensitive)" end
+  if sensitive or is_secret(v) then return "(sensitive)" end
   if v == nil then return "(none)" end
   if type(v) == "string" then
     return '"' .. v:gsub('[\\"\n\t]', { ["\\"] = "\\\\", ['"'] = '\\"', ["\n"] = "\\n", ["\t"] = "\\t" }) .. '"'
@@ -70,11 +74,11 @@ local function changes_of(typedef, want, have, lifecycle)
   local out = {}
   for attr, v in pairs(want) do
     local spec = typedef.schema[attr] or {}
-    local plain = secret.reveal_deep(v)
+    local plain = type(v) == "table" and (secret.reveal_deep(v)) or v
     if not ignored[attr] and not spec.computed and spec.diff ~= false
         and (v == UNKNOWN or infra.has_unknown(v) or not deep_equal(plain, have and have[attr])) then
       out[#out + 1] = { attr = attr, from = have and have[attr], to = v, forces = spec.force_new or nil,
-        sensitive = spec.sensitive or secret.is(v) or nil }
+        sensitive = spec.sensitive or is_secret(v) or nil }
     end
   end
   table.sort(out, function(a, b) return a.attr < b.attr end)
@@ -138,13 +142,13 @@ function M.make(config, ws, opts)
   if not opts.destroy then
     for _, addr in ipairs(infra.order(config)) do
       local r = config.resources[addr]
-      local want = infra.check_attrs(r, infra.resolve(r.attrs, lookup))
+      local want = r.static or infra.check_attrs(r, infra.resolve(r.attrs, lookup))
       local ctx = opts.context(r.type, r.typedef)
       local recorded = state[addr]
       local have = refreshed[addr] or nil
       local a = { address = addr, type = r.type, deps = {}, lifecycle = r.lifecycle, want = r.attrs, sensitive = {} }
       for k, spec in pairs(r.typedef.schema) do if spec.sensitive then a.sensitive[k] = true end end
-      for k, v in pairs(want) do if secret.is(v) then a.sensitive[k] = true end end
+      for k, v in pairs(want) do if is_secret(v) then a.sensitive[k] = true end end
       for d in pairs(r.deps) do
         for _, t in ipairs(infra.targets(config, d)) do a.deps[#a.deps + 1] = t end
       end
@@ -182,7 +186,7 @@ function M.make(config, ws, opts)
         for attr, v in pairs(want) do
           if changed[attr] then a.changes[#a.changes + 1] = changed[attr]; goto next end
           local spec = r.typedef.schema[attr] or {}
-          a.changes[#a.changes + 1] = { attr = attr, to = v, sensitive = spec.sensitive or secret.is(v) or nil }
+          a.changes[#a.changes + 1] = { attr = attr, to = v, sensitive = spec.sensitive or is_secret(v) or nil }
           ::next::
         end
         for attr, spec in pairs(r.typedef.schema) do
