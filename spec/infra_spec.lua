@@ -145,6 +145,12 @@ output "id" { value = t.id }
     assert.equals(1, res.code)
     assert.matches("b.plan is stale: it was made against state serial %d+ %(lineage [%x%-]+%), and the state is now serial %d+", res.stderr)
     assert.equals(3, object("a").size)
+    -- a saved plan to destroy
+    assert.equals(0, orch("plan", nil, "--destroy", "-out", dir .. "/d.plan").code)
+    res = support.orch("apply", dir .. "/d.plan", { env = env() })
+    assert.equals(0, res.code, res.stdout .. res.stderr)
+    assert.is_nil(object("a"))
+    assert.equals("", state_list())
   end)
 
   it("keeps going past a failed resource, skips what needs it, and converges on the next apply", function()

@@ -240,7 +240,7 @@ function M.converge_locked(cmd, opts, file, plan_file, saved, env)
   local emit = emitter(ui)
   local context = context_maker(run, emit)
   local ok, plan = pcall(infra_plan.make, config, ws, { parallelism = opts.parallelism, context = context,
-    destroy = cmd == "destroy" or (saved and saved.destroy) })
+    destroy = cmd == "destroy" or opts.destroy or (saved and saved.destroy) })
   if not ok then return finish(fail(errors.message(plan))) end
   if saved then
     -- exactly what was planned: the same actions, or nothing
