@@ -319,4 +319,23 @@ resource "command" "c" { cmd = "touch $D/app/marker", creates = "$D/app/marker" 
     assert.is_nil(fs.stat(dir .. "/app"))
     assert.is_nil(fs.lstat(dir .. "/current"))
   end)
+
+  it("runs the file's plays after apply, on hosts whose attributes come from resources", function()
+    local body = [[
+local t = resource "toy.thing" "box" { name = "box" }
+host "box" { connection = "local", roles = { "boxes" }, vars = { id = t.id } }
+play "configure" { on = "role:boxes", function(h)
+  file { "$D/configured", content = h.name .. " has " .. h.vars.id .. "\n" }
+end }
+]]
+    local res = orch("plan", body)
+    assert.matches('then: play "configure" on role:boxes (after apply)', res.stdout, 1, true)
+    assert.is_nil(fs.stat(dir .. "/configured"))
+    res = orch("apply", nil, "--auto-approve")
+    assert.equals(0, res.code, res.stdout .. res.stderr)
+    assert.equals("box has id-box\n", support.read(dir .. "/configured"))
+    assert.matches("box +ok=0  changed=1  failed=0", res.stdout)
+    res = orch("apply", nil, "--auto-approve")   -- no infrastructure change: the play still converges
+    assert.matches("box +ok=1  changed=0  failed=0", res.stdout)
+  end)
 end)

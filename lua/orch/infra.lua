@@ -230,6 +230,24 @@ function M.new(opts)
     end
   end
 
+  -- host and play wait for apply: a host's address may be a reference to
+  -- the lab.host that apply makes, and a play configures what exists
+  config.after = {}
+  function dsl.host(name)
+    if type(name) ~= "string" then error("host needs a name (a string)", 2) end
+    return function(attrs)
+      config.after[#config.after + 1] = { kind = "host", name = name, attrs = freeze(attrs or {}), where = where(2) }
+    end
+  end
+  function dsl.play(name)
+    if type(name) ~= "string" then error("play needs a name (a string)", 2) end
+    return function(spec)
+      local ok, err = pcall(require("orch.play").check, name, spec)
+      if not ok then error(err, 2) end
+      config.after[#config.after + 1] = { kind = "play", name = name, spec = spec, where = where(2) }
+    end
+  end
+
   -- each.key / each.value inside a for_each resource
   dsl.each = ref("each")
 

@@ -163,4 +163,30 @@ function M.run(plan, config, ws, opts)
   return failures, done
 end
 
+--- After a successful apply: the hosts the file declares (references
+-- resolved from state), then its plays, in the order written.
+function M.run_after(config, ws, run)
+  local function lookup(address, path)
+    local s = ws:get(address)
+    local v = s and s.attrs
+    for _, k in ipairs(path) do
+      if type(v) ~= "table" then return nil end
+      v = v[k]
+    end
+    return v
+  end
+  local ok = true
+  for _, item in ipairs(config.after) do
+    if item.kind == "host" then
+      local attrs = infra.resolve(item.attrs, lookup)
+      local added, err = pcall(run.inventory.add_host, run.inventory, item.name, attrs, item.where)
+      if not added then error(err, 0) end
+    else
+      ok = require("orch.play").run(run, item.name, item.spec) and ok
+    end
+  end
+  run:run_handlers()
+  return ok and not run.failed
+end
+
 return M

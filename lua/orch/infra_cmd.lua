@@ -111,6 +111,11 @@ local function render(ui, plan)
     end
   end
   if #out == 0 then out[1] = "  No changes: the infrastructure matches the configuration." end
+  for _, item in ipairs(plan.after or {}) do
+    if item.kind == "play" then
+      out[#out + 1] = ("  then: play %q on %s (after apply)"):format(item.name, item.spec.on)
+    end
+  end
   out[#out + 1] = ""
   out[#out + 1] = ui:paint("bold", ("Plan: %d to add, %d to change, %d to destroy."):format(plan.counts.add,
     plan.counts.change, plan.counts.destroy))
@@ -220,7 +225,13 @@ local function converge(cmd, opts, file)
       function(msg) io.stderr:write("orch: warning: ", msg, "\n") end)
     if not id then store:close(); return fail(kerr) end
   end
-  local function finish(code) ws:unlock(); run:flush(); store:close(); return code end
+  if writes then run.id = store:begin_run({ playbook = file, command = ("orch %s %s"):format(cmd, file) }) end
+  local function finish(code)
+    if run.id then store:finish_run(run.id, code == 0 and "ok" or "failed") end
+    pcall(run.disconnect, run)
+    ws:unlock(); run:flush(); store:close()
+    return code
+  end
   -- a bug past this point still lets the lock go
   local ok, code = xpcall(M.converge_locked, errors.traceback, cmd, opts, file, plan_file, saved,
     { ui = ui, run = run, config = config, ws = ws, finish = finish })
@@ -242,6 +253,7 @@ function M.converge_locked(cmd, opts, file, plan_file, saved, env)
   local ok, plan = pcall(infra_plan.make, config, ws, { parallelism = opts.parallelism, context = context,
     destroy = cmd == "destroy" or opts.destroy or (saved and saved.destroy) })
   if not ok then return finish(fail(errors.message(plan))) end
+  plan.after = config.after
   if saved then
     -- exactly what was planned: the same actions, or nothing
     local same = #plan.actions == #saved.actions
@@ -264,7 +276,7 @@ function M.converge_locked(cmd, opts, file, plan_file, saved, env)
     if opts.out and not ui.json then io.stdout:write(("\nSaved the plan to %s: orch apply %s runs exactly it.\n"):format(opts.out, opts.out)) end
     return finish((opts.detailed_exitcode and changes) and 2 or 0)
   end
-  if not changes then show_outputs(ui, ws); return finish(0) end
+  if not changes then show_outputs(ui, ws); return finish(M.after_apply(cmd, ui, run, config, ws)) end
   if not saved and not opts.auto_approve then
     local yes, why = confirm(cmd == "destroy" and "destroy all of it" or "perform these actions")
     if yes == nil then return finish(fail(why)) end
@@ -282,7 +294,21 @@ function M.converge_locked(cmd, opts, file, plan_file, saved, env)
   io.stdout:write(("\n%s: %d added, %d changed, %d destroyed.\n"):format(ui:paint("ok", "Apply complete"),
     c.add, c.change, c.destroy))
   show_outputs(ui, ws)
-  return finish(0)
+  return finish(M.after_apply(cmd, ui, run, config, ws))
+end
+
+-- The file's hosts and plays, once its resources are applied; the exit code.
+function M.after_apply(cmd, ui, run, config, ws)
+  if cmd ~= "apply" or #config.after == 0 then return 0 end
+  io.stdout:write("\n")
+  run.ui = ui   -- plays show their resources as orch play does
+  local started = require("orch.core.loop").now()
+  local ok, err = xpcall(infra_apply.run_after, errors.traceback, config, ws, run)
+  if not ok then ui:error(errors.message(err)) end
+  run:count_round_trips()
+  run:emit({ event = "recap", status = (ok and err) and "ok" or "failed", hosts = run.hosts, order = run.order,
+    elapsed = require("orch.core.loop").now() - started, state = run.store.path })
+  return (ok and err) and 0 or 1
 end
 
 --- orch state list | show ADDR | rm ADDR | mv FROM TO | unlock ID
