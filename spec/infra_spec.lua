@@ -34,6 +34,16 @@ describe("orch plan / apply / destroy (#6)", function()
     return text and json.decode(text)
   end
 
+  -- the addresses an apply --json finished, in order
+  local function applied_in_order(res)
+    local order = {}
+    for line in res.stdout:gmatch("[^\n]+") do
+      local ok, ev = pcall(json.decode, line)
+      if ok and ev.event == "infra" then order[#order + 1] = ev.address end
+    end
+    return order
+  end
+
   local function state_list()
     return support.orch("state", "list", "-f", dir .. "/infra.lua", { env = env() }).stdout
   end
@@ -87,11 +97,7 @@ output "b_peer" { value = "b sees " .. a.id }
     assert.matches('+ peer = (known after apply)', res.stdout, 1, true)
     res = orch("apply", nil, "--auto-approve", "--json")
     assert.equals(0, res.code, res.stdout .. res.stderr)
-    local order = {}
-    for line in res.stdout:gmatch("[^\n]+") do
-      local ok, ev = pcall(json.decode, line)
-      if ok and ev.event == "infra" then order[#order + 1] = ev.address end
-    end
+    local order = applied_in_order(res)
     assert.same({ "toy.thing.a", "toy.thing.b" }, order)
     assert.equals("peer of id-a", object("b").peer)
     local out = support.orch("output", "b_peer", "-f", dir .. "/infra.lua", { env = env() })
@@ -220,11 +226,7 @@ resource "toy.thing" "b" { name = "b", peer = a.id }
     assert.equals(0, orch("apply", body, "--auto-approve").code)
     local res = orch("destroy", nil, "--auto-approve", "--json")
     assert.equals(0, res.code, res.stdout)
-    local order = {}
-    for line in res.stdout:gmatch("[^\n]+") do
-      local ok, ev = pcall(json.decode, line)
-      if ok and ev.event == "infra" then order[#order + 1] = ev.address end
-    end
+    local order = applied_in_order(res)
     assert.same({ "toy.thing.b", "toy.thing.a" }, order)
     assert.equals("", state_list())
     assert.equals(0, orch("apply", [[resource "toy.thing" "p" { name = "p", lifecycle = { prevent_destroy = true } }]],

@@ -53,17 +53,10 @@ local function delete(a, ctx)
   typedef.delete(ctx, a.have)
 end
 
---- Apply plan (infra_plan.make's) with config's declarations to ws.
--- opts { parallelism, context (fn(type, typedef) -> ctx), run, emit }.
--- Returns the number of failures and each action's outcome.
-function M.run(plan, config, ws, opts)
-  local sem = task.semaphore(opts.parallelism or 10)
-  local done, tasks, failures = {}, {}, 0
-  local emit = opts.emit
-
-  -- the value of address.path from what is applied by now
-  local applied = {}
-  local function lookup(address, path)
+-- A reference's value: address.path from what this apply made (applied,
+-- by address), else from state.
+local function lookup_in(ws, applied)
+  return function(address, path)
     local v = applied[address]
     if v == nil then
       local s = ws:get(address)
@@ -75,6 +68,18 @@ function M.run(plan, config, ws, opts)
     end
     return v
   end
+end
+
+--- Apply plan (infra_plan.make's) with config's declarations to ws.
+-- opts { parallelism, context (fn(type, typedef) -> ctx), run, emit }.
+-- Returns the number of failures and each action's outcome.
+function M.run(plan, config, ws, opts)
+  local sem = task.semaphore(opts.parallelism or 10)
+  local done, tasks, failures = {}, {}, 0
+  local emit = opts.emit
+
+  local applied = {}
+  local lookup = lookup_in(ws, applied)
 
   -- the deletes a delete must wait for: those of what depends on it
   local dependants = {}
@@ -166,15 +171,7 @@ end
 --- After a successful apply: the hosts the file declares (references
 -- resolved from state), then its plays, in the order written.
 function M.run_after(config, ws, run)
-  local function lookup(address, path)
-    local s = ws:get(address)
-    local v = s and s.attrs
-    for _, k in ipairs(path) do
-      if type(v) ~= "table" then return nil end
-      v = v[k]
-    end
-    return v
-  end
+  local lookup = lookup_in(ws, {})
   local ok = true
   for _, item in ipairs(config.after) do
     if item.kind == "host" then
