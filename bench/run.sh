@@ -2,8 +2,9 @@
 # run.sh: orch's foundation figures, each as a ratio against a peer measured
 # in the same run (these machines are noisy): start-up vs lua5.4, 2,000
 # processes vs xargs -P 50, the memory of 10,000 sleeping coroutines, and
-# 1,000 file resources (files.sh), and a 200-stage pipeline vs make -j8
-# (pipeline.sh), and orch plan over 1,000 unchanged files (plan.sh).
+# 1,000 file resources (files.sh), a 200-stage pipeline vs make -j8
+# (pipeline.sh), orch plan over 1,000 unchanged files (plan.sh), and 20 lab
+# hosts vs a serial shell script (lab_hosts.sh).
 set -eu
 cd "$(dirname "$0")/.."
 ORCH=${ORCH:-build/orch}
@@ -37,3 +38,5 @@ print(('coroutines    10,000 sleeping: %.1f MB RSS (%.1f MB before spawning)  (t
 bench/files.sh
 bench/pipeline.sh
 bench/plan.sh
+# namespaces and bridges need root
+if [ "$(id -u)" -eq 0 ]; then bench/lab_hosts.sh; else echo "lab hosts   skipped (needs root)"; fi

@@ -5,7 +5,8 @@ set -eu
 packages="build-essential cmake pkg-config git
   liblua5.4-dev lua5.4 libuv1-dev libssh2-1-dev libyaml-dev libsqlite3-dev libssl-dev
   libedit-dev libarchive-dev lua-busted lua-cjson openssh-server openssh-client tmux libxml2-utils
-  libmicrohttpd-dev curl openssl"
+  libmicrohttpd-dev curl openssl
+  iproute2 procps postgresql haproxy python3"
 missing=""
 for p in $packages; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
