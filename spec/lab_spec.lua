@@ -342,7 +342,9 @@ describe("lab.database", function()
     assert.are_not.equal(0, run({ "psql", "-X", "-At", "-w", old_url, "-c", "select 1" }).code)
 
     -- stopped by hand: absent; apply starts the same cluster, data kept
-    local sock = lab.ctx.dir .. "/db/" .. want.name
+    -- clusters live under /var/lib/orch-lab/<hash of ctx.dir>/ (the postgres user reaches it)
+    local data = "/var/lib/orch-lab/" .. fs.sha256_data(lab.ctx.dir):sub(1, 12)
+    local sock = data .. "/db/" .. want.name
     assert.equals(0, run({ "psql", "-X", "-q", db2.url, "-c", "create table kept (x int)" }).code)
     run({ "runuser", "-u", "postgres", "--", "/usr/lib/postgresql/" .. db_version() .. "/bin/pg_ctl",
       "-D", sock, "-s", "-w", "-m", "fast", "stop" }, { cwd = "/" })
@@ -362,9 +364,11 @@ describe("lab.database", function()
 
     db_t.delete(lab.ctx, db2)
     assert.falsy(support.alive(db2.pid))
-    assert.is_nil(fs.stat(lab.ctx.dir .. "/db/" .. want.name))
+    assert.is_nil(fs.stat(sock))
+    assert.is_nil(fs.stat(data))   -- the project's folder goes with its last cluster
     assert.is_nil(db_t.read(lab.ctx, db2))
     assert.same({}, processes_under(lab.dir))
+    assert.same({}, processes_under(data))
   end)
 end)
 

@@ -347,7 +347,7 @@ function M.check(config)
         error(("%s: %s: unknown attribute '%s'%s"):format(r.where, addr, k,
           require("orch.suggest").did_you_mean(k, names) or ""), 0)
       end
-      if sch[k] and sch[k].computed then
+      if sch[k] and sch[k].computed and not sch[k].optional then
         error(("%s: %s: '%s' is computed by the provider, it can't be set"):format(r.where, addr, k), 0)
       end
     end

@@ -160,7 +160,7 @@ function M.run(plan, config, ws, opts)
   -- outputs, from state as it now is
   if failures == 0 then
     local outputs = {}
-    for _, o in ipairs(plan.outputs) do
+    for _, o in ipairs(plan.destroy and {} or plan.outputs) do
       outputs[o.name] = { value = secret.reveal_deep(infra.resolve(o.value, lookup)), sensitive = o.sensitive }
     end
     ws:set_outputs(outputs)

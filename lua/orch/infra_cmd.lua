@@ -253,7 +253,7 @@ function M.converge_locked(cmd, opts, file, plan_file, saved, env)
   local ok, plan = pcall(infra_plan.make, config, ws, { parallelism = opts.parallelism, context = context,
     destroy = cmd == "destroy" or opts.destroy or (saved and saved.destroy) })
   if not ok then return finish(fail(errors.message(plan))) end
-  plan.after = config.after
+  plan.after = not plan.destroy and config.after or nil
   if saved then
     -- exactly what was planned: the same actions, or nothing
     local same = #plan.actions == #saved.actions

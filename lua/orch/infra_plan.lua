@@ -59,6 +59,16 @@ function M.show(v, sensitive)
   if v == UNKNOWN then return "(known after apply)" end
   if sensitive or is_secret(v) then return "(sensitive)" end
   if v == nil then return "(none)" end
+  if type(v) == "table" and infra.has_unknown(v) then
+    -- a list or map with values still to come: each shown as it is
+    local parts, keys = {}, {}
+    for k in pairs(v) do keys[#keys + 1] = k end
+    table.sort(keys, function(a, b) return tostring(a) < tostring(b) end)
+    for _, k in ipairs(keys) do
+      parts[#parts + 1] = (math.type(k) == "integer" and "" or (tostring(k) .. " = ")) .. M.show(v[k])
+    end
+    return "[" .. table.concat(parts, ", ") .. "]"
+  end
   if type(v) == "string" then
     return '"' .. v:gsub('[\\"\n\t]', { ["\\"] = "\\\\", ['"'] = '\\"', ["\n"] = "\\n", ["\t"] = "\\t" }) .. '"'
   end
@@ -75,7 +85,7 @@ local function changes_of(typedef, want, have, lifecycle)
   for attr, v in pairs(want) do
     local spec = typedef.schema[attr] or {}
     local plain = type(v) == "table" and (secret.reveal_deep(v)) or v
-    if not ignored[attr] and not spec.computed and spec.diff ~= false
+    if not ignored[attr] and not (spec.computed and not spec.optional) and spec.diff ~= false
         and (v == UNKNOWN or infra.has_unknown(v) or not deep_equal(plain, have and have[attr])) then
       out[#out + 1] = { attr = attr, from = have and have[attr], to = v, forces = spec.force_new or nil,
         sensitive = spec.sensitive or is_secret(v) or nil }
@@ -104,6 +114,7 @@ end
 function M.make(config, ws, opts)
   local state, state_order = ws:resources()
   local plan = { actions = {}, by = {}, workspace = ws.name, lineage = ws.lineage, serial = ws.serial,
+    destroy = opts.destroy or nil,
     counts = { add = 0, change = 0, destroy = 0 } }
 
   -- refresh: read every object in state, bounded
@@ -186,11 +197,12 @@ function M.make(config, ws, opts)
         for attr, v in pairs(want) do
           if changed[attr] then a.changes[#a.changes + 1] = changed[attr]; goto next end
           local spec = r.typedef.schema[attr] or {}
+          if spec.type == "mode" and math.type(v) == "integer" then v = fileattrs.octal(v) end
           a.changes[#a.changes + 1] = { attr = attr, to = v, sensitive = spec.sensitive or is_secret(v) or nil }
           ::next::
         end
         for attr, spec in pairs(r.typedef.schema) do
-          if spec.computed then a.changes[#a.changes + 1] = { attr = attr, to = UNKNOWN } end
+          if spec.computed and want[attr] == nil then a.changes[#a.changes + 1] = { attr = attr, to = UNKNOWN } end
         end
         table.sort(a.changes, function(x, y) return x.attr < y.attr end)
       end
@@ -199,7 +211,9 @@ function M.make(config, ws, opts)
       if have and a.action ~= "replace" then for k, v in pairs(have) do a.after[k] = v end end
       for k, v in pairs(want) do a.after[k] = v end
       if a.action == "create" or a.action == "replace" then
-        for attr, spec in pairs(r.typedef.schema) do if spec.computed then a.after[attr] = UNKNOWN end end
+        for attr, spec in pairs(r.typedef.schema) do
+          if spec.computed and want[attr] == nil then a.after[attr] = UNKNOWN end
+        end
       end
       a.have, a.recorded = have, recorded
       add(a)

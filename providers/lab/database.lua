@@ -34,7 +34,15 @@ local function check_user(user)
   end
 end
 
-local function data_dir(ctx, name) return common.dir(ctx) .. "/db/" .. name end
+-- Clusters live under /var/lib/orch-lab, not beside the playbook: the
+-- postgres user must reach them, and the playbook's .orch/ is closed to
+-- others (it holds the state store). One folder per project: a hash of
+-- the provider's folder.
+local function db_root(ctx)
+  return "/var/lib/orch-lab/" .. require("orch.core.fs").sha256_data(common.dir(ctx)):sub(1, 12)
+end
+
+local function data_dir(ctx, name) return db_root(ctx) .. "/db/" .. name end
 
 -- Run a tool as postgres (initdb and the server refuse root); cwd "/" so
 -- that it never tries to reach root's folder.
@@ -148,15 +156,16 @@ local taken = {}
 -- A fresh cluster: initdb (peer auth on the socket, passwords over TCP),
 -- then our settings. orch.conf, written last, marks a finished one.
 local function init_cluster(ctx, name, dir, port)
-  common.make_dir(ctx)
   local parent = dir:match("^(.*)/[^/]+$")
-  if not ctx.host:stat(parent) then assert(ctx.host:mkdir(parent, "0711")) end  -- postgres passes through
+  for _, d in ipairs({ "/var/lib/orch-lab", db_root(ctx), parent }) do
+    if not ctx.host:stat(d) then assert(ctx.host:mkdir(d, "0711")) end  -- postgres passes through
+  end
   assert(ctx.host:mkdir(dir, "0700"))
   assert(ctx.host:chown(dir, "postgres", "postgres"))
   local r = as_postgres(ctx, { "test", "-w", dir }, { check = false })
   if not r.ok then
     error(("lab.database %s: the postgres user cannot reach %s: a folder above it is closed to other users "
-      .. "(chmod o+x it, or keep the playbook elsewhere)"):format(name, dir), 0)
+      .. "(chmod o+x it)"):format(name, dir), 0)
   end
   as_postgres(ctx, { bin(ctx, "initdb"), "-D", dir, "-U", "postgres", "-E", "UTF8", "--locale=C",
     "--auth-local=peer", "--auth-host=scram-sha-256", "-N" })
@@ -206,7 +215,7 @@ return {
     name     = { type = "string", required = true, force_new = true },   -- the database's and the instance's
     user     = { type = "string", required = true },
     password = { type = "string", required = true, sensitive = true },
-    port     = { type = "integer", computed = true,   -- allocated from 25432 up when absent
+    port     = { type = "integer", computed = true, optional = true,   -- allocated from 25432 up when absent
       check = function(v) return v >= 1024 and v <= 65535, "must be 1024 to 65535" end },
     url      = { type = "string", computed = true, sensitive = true },
     pid      = { type = "integer", computed = true },
@@ -286,6 +295,8 @@ return {
     local srv = server(ctx, dir)   -- still there: pg_ctl failed
     if srv then common.stop(ctx, { srv.pid }) end
     common.remove_tree(ctx, dir)
-    ctx.host:remove(common.dir(ctx) .. "/db")   -- only if empty
+    for _, d in ipairs({ db_root(ctx) .. "/db", db_root(ctx), "/var/lib/orch-lab" }) do
+      ctx.host:remove(d)   -- each only if empty
+    end
   end,
 }

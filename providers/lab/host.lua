@@ -330,7 +330,7 @@ return {
     name           = { type = "string", required = true, force_new = true },
     -- given as "10.77.0.5/24" (or without /24); allocated when absent.
     -- Read and returned as the bare IP.
-    address        = { type = "string", computed = true,
+    address        = { type = "string", computed = true, optional = true,
       check = function(v)
         if parse_address(v) then return true end
         return false, 'must be a host address of 10.77.0.0/24 (10.77.0.2 to 10.77.0.254), like "10.77.0.5/24"'
