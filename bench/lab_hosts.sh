@@ -1,7 +1,7 @@
 #!/bin/sh
-# lab_hosts.sh: 20 lab hosts (namespace, veth on the orch0 bridge, address,
-# route, host key, sshd inside) made by the lab provider from 10 concurrent
-# tasks, against a plain shell script doing the same steps one host after
+# lab_hosts.sh: `orch apply --parallelism 10` of 20 lab.host resources
+# (namespace, veth on the orch0 bridge, address, route, host key, sshd
+# inside), against a plain shell script doing the same steps one host after
 # another. Medians of REPS runs, as a ratio; teardown is not timed. Root.
 . "$(dirname "$0")/common.sh"
 N=${N:-20}
@@ -57,17 +57,25 @@ serial_delete() {
   rm -rf "$work/sh"
   return 0
 }
-trap 'serial_delete; "$ORCH" lua bench/lab_hosts.lua delete "$work/orch" "$N" 10 2>/dev/null; rm -rf "$work"' EXIT
+mkdir "$work/orch"
+cat > "$work/orch/hosts.lua" <<LUA
+local key = assert(fs.read("$work/id.pub"))
+for i = 1, $N do
+  local name = ("bo%02d"):format(i)
+  resource "lab.host" (name) { name = name, authorized_key = key }
+end
+LUA
+orch_destroy() { "$ORCH" destroy "$work/orch/hosts.lua" --auto-approve >/dev/null 2>&1; }
+trap 'serial_delete; orch_destroy; rm -rf "$work"' EXIT
 
 o="" s=""
 r=1
 while [ $r -le "$REPS" ]; do
-  mkdir -p "$work/orch" && cp "$work/id.pub" "$work/orch/"
-  t=$(now); "$ORCH" lua bench/lab_hosts.lua create "$work/orch" "$N" 10; o="$o $(elapsed "$t")"
-  "$ORCH" lua bench/lab_hosts.lua delete "$work/orch" "$N" 10
+  t=$(now); "$ORCH" apply "$work/orch/hosts.lua" --auto-approve --parallelism 10 >/dev/null; o="$o $(elapsed "$t")"
+  orch_destroy
   t=$(now); serial_create; s="$s $(elapsed "$t")"
   serial_delete
   r=$((r + 1))
 done
 mo=$(echo $o | tr ' ' '\n' | median); ms=$(echo $s | tr ' ' '\n' | median)
-"$ORCH" -e "print(('lab hosts   $N x namespace+veth+sshd: orch (10 tasks) %5.0f ms   serial sh %5.0f ms   ratio %.2fx  (target <= 0.5x)'):format($mo * 1e3, $ms * 1e3, $mo / $ms))"
+"$ORCH" -e "print(('lab hosts   $N x namespace+veth+sshd: orch apply --parallelism 10 %5.0f ms   serial sh %5.0f ms   ratio %.2fx  (target <= 0.5x)'):format($mo * 1e3, $ms * 1e3, $mo / $ms))"

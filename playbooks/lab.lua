@@ -43,8 +43,8 @@ for i = 1, var.hosts do
     roles = { "web" }, vars = { db_url = db.url } }
 end
 
--- The app: one file for every host (they share this machine's disk), each
--- started in its own namespace, answering on its own address.
+-- The app: in each host's own folder (lab.host's, so it goes when the
+-- host does), started in the host's namespace, on its own address.
 local APP = [[
 import http.server, sys
 name, env_path = sys.argv[1], sys.argv[2]
@@ -63,11 +63,11 @@ http.server.ThreadingHTTPServer(("0.0.0.0", 80), Hello).serve_forever()
 ]]
 
 play "web app" { on = "role:web", function(h)
-  local home = "/srv/orch-lab/" .. h.name
+  local home = ("%s/hosts/%s/www"):format(dir, h.name)
   directory { home }
-  file { "/srv/orch-lab/app.py", content = APP }
+  file { home .. "/app.py", content = APP }
   env_file { home .. "/app.env", vars = { APP_HOST = h.name, DATABASE_URL = h.vars.db_url } }
-  command { ("setsid python3 /srv/orch-lab/app.py %s %s/app.env </dev/null >%s/app.log 2>&1 &"):format(h.name, home, home),
+  command { ("setsid python3 %s/app.py %s %s/app.env </dev/null >%s/app.log 2>&1 &"):format(home, h.name, home, home),
     unless = "curl -sf -o /dev/null http://127.0.0.1:80/" }
 end }
 

@@ -1,0 +1,78 @@
+local support = require("spec.support")
+local fs = require("orch.core.fs")
+local proc = require("orch.proc")
+
+-- playbooks/lab.lua end to end through plan / apply / destroy: real
+-- namespaces with sshd, PostgreSQL, HAProxy, a play over SSH (#6).
+describe("playbooks/lab.lua", function()
+  if require("orch.core.info").user ~= "root" then pending("needs root (namespaces)") return end
+  local dir
+  before_each(function()
+    dir = support.tmpdir()
+    assert(fs.chmod(dir, "0755"))
+    support.write(dir .. "/lab.lua", support.read(support.root .. "/playbooks/lab.lua"))
+  end)
+  after_each(function()
+    support.orch("destroy", dir .. "/lab.lua", "--auto-approve", "-var", "hosts=2")
+    support.remove_tree(dir)
+  end)
+
+  local function orch(cmd, ...)
+    return support.orch(cmd, dir .. "/lab.lua", "-var", "hosts=2", ...)
+  end
+
+  local function namespaces()
+    return proc.run({ "ip", "netns", "list" }).stdout
+  end
+
+  -- curl on the load balancer until both hosts have answered
+  local function answers()
+    local seen = {}
+    support.eventually(function()
+      local res = proc.run({ "curl", "-s", "-m", "2", "http://127.0.0.1:8080/" })
+      local who = res.stdout:match("^hello from (web%d) %(database 127%.0%.0%.1:%d+/app%)")
+      if who then seen[who] = true end
+      return seen.web1 and seen.web2
+    end, "answered by web1 and web2")
+    return seen
+  end
+
+  it("applies, serves through the load balancer, repairs drift, and destroys without a trace", function()
+    local res = orch("apply", "--auto-approve")
+    assert.equals(0, res.code, res.stdout .. res.stderr)
+    assert.matches("Apply complete: 5 added", res.stdout, 1, true)
+    assert.matches("web1 +ok=%d+  changed=%d+  failed=0", res.stdout)
+    assert.not_matches("lab-demo-password", res.stdout, 1, true)
+    answers()
+
+    -- the hosts' keys came from apply, and SSH checks them
+    local known = support.read(dir .. "/.orch/lab/known_hosts")
+    assert.matches("^10%.77%.0%.%d+ ssh%-ed25519 %S+\n10%.77%.0%.%d+ ssh%-ed25519 %S+\n$", known)
+
+    -- a namespace deleted by hand: plan sees it, apply brings it back
+    assert(proc.run({ "ip", "netns", "pids", "orch-web2" }).ok)
+    for pid in proc.run({ "ip", "netns", "pids", "orch-web2" }).stdout:gmatch("%d+") do
+      proc.run({ "kill", "-9", pid })
+    end
+    assert(proc.run({ "ip", "netns", "del", "orch-web2" }).ok)
+    res = orch("plan", "--detailed-exitcode")
+    assert.equals(2, res.code, res.stdout .. res.stderr)
+    assert.matches("! lab.host.web2 was deleted outside orch", res.stdout, 1, true)
+    assert.matches("+ lab.host.web2  will be created", res.stdout, 1, true)
+    res = orch("apply", "--auto-approve")
+    assert.equals(0, res.code, res.stdout .. res.stderr)
+    assert.matches("orch%-web2", namespaces())
+    answers()
+
+    res = orch("destroy", "--auto-approve")
+    assert.equals(0, res.code, res.stdout .. res.stderr)
+    assert.not_matches("orch%-", namespaces())
+    assert.not_matches("orch", proc.run({ "ip", "-o", "link" }).stdout, 1, true)
+    assert.is_nil(fs.stat("/var/lib/orch-lab"))
+    for _, pid in ipairs(fs.list("/proc")) do
+      local cmd = pid:match("^%d+$") and fs.read("/proc/" .. pid .. "/cmdline") or ""
+      assert.not_matches(dir, cmd, 1, true)
+    end
+    assert.equals("", support.orch("state", "list", "-f", dir .. "/lab.lua").stdout)
+  end)
+end)
