@@ -340,4 +340,25 @@ end }
     res = orch("apply", nil, "--auto-approve")   -- no infrastructure change: the play still converges
     assert.matches("box +ok=1  changed=0  failed=0", res.stdout)
   end)
+
+  it("honours lifecycle: ignore_changes, create_before_destroy; and keeps workspaces apart", function()
+    assert.equals(0, orch("apply", [[resource "toy.thing" "t" { name = "one", size = 1,
+      lifecycle = { ignore_changes = { "size" }, create_before_destroy = true } }]], "--auto-approve").code)
+    local res = orch("plan", [[resource "toy.thing" "t" { name = "one", size = 5,
+      lifecycle = { ignore_changes = { "size" }, create_before_destroy = true } }]], "--detailed-exitcode")
+    assert.equals(0, res.code, res.stdout)
+    res = orch("apply", [[resource "toy.thing" "t" { name = "two",
+      lifecycle = { ignore_changes = { "size" }, create_before_destroy = true } }]], "--auto-approve", "--json")
+    assert.equals(0, res.code, res.stdout)
+    local logs = {}
+    for line in res.stdout:gmatch("[^\n]+") do
+      local ok, ev = pcall(json.decode, line)
+      if ok and ev.event == "log" then logs[#logs + 1] = ev.message end
+    end
+    assert.same({ "made two", "deleted one" }, logs)   -- the new one first
+    -- another workspace has a state of its own
+    res = orch("plan", nil, "--workspace", "staging", "--detailed-exitcode")
+    assert.equals(2, res.code)
+    assert.matches("+ toy.thing.t  will be created", res.stdout, 1, true)
+  end)
 end)
