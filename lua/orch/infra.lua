@@ -120,6 +120,12 @@ function M.resolve(v, lookup)
   return out
 end
 
+--- Is x in list?
+function M.contains(list, x)
+  for _, y in ipairs(list) do if y == x then return true end end
+  return false
+end
+
 --- Does v (resolved) hold an unknown value anywhere?
 function M.has_unknown(v)
   if v == UNKNOWN then return true end
@@ -370,8 +376,14 @@ end
 M.targets = targets
 
 --- Addresses in dependency order (dependencies first); a cycle raises,
--- named resource by resource.
+-- named resource by resource. Worked out once per configuration.
+local sort_addresses
 function M.order(config)
+  if not config.ordered then config.ordered = sort_addresses(config) end
+  return config.ordered
+end
+
+function sort_addresses(config)
   local state, stack, out = {}, {}, {}
   local function visit(addr)
     if state[addr] == "done" then return end

@@ -10,6 +10,11 @@ local secret = require("orch.secret")
 -- secret.is, inlined: it runs on every table of every resource's attributes
 local SECRET = getmetatable(secret.new(""))
 local function is_secret(v) return getmetatable(v) == SECRET end
+-- v with secrets revealed (v itself when there are none: nothing here writes to it)
+local function reveal(v)
+  if type(v) ~= "table" or not secret.any() then return v end
+  return (secret.reveal_deep(v))
+end
 local providers = require("orch.providers")
 local fileattrs = require("orch.fileattrs")
 local infra = require("orch.infra")
@@ -77,21 +82,25 @@ function M.show(v, sensitive)
   return tostring(v)
 end
 
+local EMPTY = {}   -- the spec of an attribute the schema doesn't name (a file's sha256)
+local function by_attr(a, b) return a.attr < b.attr end
+
 -- The attributes of want that differ from have: { attr, from, to, forces }.
+-- (Runs for every resource of a plan: no allocation unless something differs.)
 local function changes_of(typedef, want, have, lifecycle)
-  local ignored = {}
-  for _, a in ipairs(lifecycle.ignore_changes or {}) do ignored[a] = true end
+  local ignored = lifecycle.ignore_changes
   local out = {}
   for attr, v in pairs(want) do
-    local spec = typedef.schema[attr] or {}
-    local plain = type(v) == "table" and (secret.reveal_deep(v)) or v
-    if not ignored[attr] and not (spec.computed and not spec.optional) and spec.diff ~= false
-        and (v == UNKNOWN or infra.has_unknown(v) or not deep_equal(plain, have and have[attr])) then
+    local spec = typedef.schema[attr] or EMPTY
+    local differs = v == UNKNOWN or (type(v) == "table" and infra.has_unknown(v))
+      or not deep_equal(reveal(v), have and have[attr])
+    if differs and not (spec.computed and not spec.optional) and spec.diff ~= false
+        and not (ignored and infra.contains(ignored, attr)) then
       out[#out + 1] = { attr = attr, from = have and have[attr], to = v, forces = spec.force_new or nil,
         sensitive = spec.sensitive or is_secret(v) or nil }
     end
   end
-  table.sort(out, function(a, b) return a.attr < b.attr end)
+  if #out > 1 then table.sort(out, by_attr) end
   return out
 end
 
@@ -99,13 +108,89 @@ end
 local function drift_of(typedef, recorded, have)
   local out = {}
   for attr, v in pairs(recorded) do
-    local spec = typedef.schema[attr] or {}
-    if have[attr] ~= nil and not deep_equal(v, have[attr]) and attr ~= "pid" then
+    if have[attr] ~= nil and attr ~= "pid" and not deep_equal(v, have[attr]) then
+      local spec = typedef.schema[attr] or EMPTY
       out[#out + 1] = { attr = attr, from = v, to = have[attr], sensitive = spec.sensitive or nil }
     end
   end
-  table.sort(out, function(a, b) return a.attr < b.attr end)
+  if #out > 1 then table.sort(out, by_attr) end
   return out
+end
+
+-- The schema's sensitive attributes, per type.
+local sensitive_by_type = setmetatable({}, { __mode = "k" })
+local function sensitive_of(typedef)
+  local set = sensitive_by_type[typedef]
+  if not set then
+    set = {}
+    for k, spec in pairs(typedef.schema) do if spec.sensitive then set[k] = true end end
+    sensitive_by_type[typedef] = set
+  end
+  return set
+end
+
+-- A declared resource against what is there: its action (create, update,
+-- replace, noop), the changes, and drift.
+local function compare(r, want, have, recorded, ctx)
+  local a = { address = r.address, type = r.type, deps = {}, lifecycle = r.lifecycle, want = r.attrs,
+    sensitive = setmetatable({}, { __index = sensitive_of(r.typedef) }), have = have, recorded = recorded }
+  for k, v in pairs(want) do if is_secret(v) then a.sensitive[k] = true end end
+  local open = not r.static and infra.has_unknown(want)
+  local typedef = r.typedef
+  if recorded and recorded.type ~= r.type then
+    a.action, a.reason = "replace", ("its type changed from %s"):format(recorded.type)
+  elseif not have then
+    a.action = "create"
+    a.gone = recorded ~= nil
+  else
+    if typedef.file and not open then
+      a.changes = changes_of(typedef, file_want(ctx, typedef, reveal(want)), have, r.lifecycle)
+    elseif typedef.diff and not open then
+      -- the type knows what counts (a directory's recurse, a command's guard)
+      a.changes = typedef.diff(ctx, reveal(want), have) or {}
+      for _, c in ipairs(a.changes) do
+        local spec = typedef.schema[c.attr] or EMPTY
+        c.forces, c.sensitive = spec.force_new or nil, spec.sensitive or nil
+      end
+    else
+      a.changes = changes_of(typedef, want, have, r.lifecycle)
+    end
+    a.drift = drift_of(typedef, recorded.attrs, have)
+    local forces = {}
+    for _, c in ipairs(a.changes) do if c.forces then forces[#forces + 1] = c.attr end end
+    if #forces > 0 then a.action, a.reason = "replace", table.concat(forces, ", ") .. " forces replacement"
+    elseif #a.changes > 0 then a.action = "update"
+    else a.action = "noop" end
+  end
+  if a.action == "create" or a.action == "replace" then
+    -- every attribute is set anew; a replace keeps what changed (and forces it)
+    local changed = {}
+    for _, c in ipairs(a.changes or {}) do changed[c.attr] = c end
+    a.changes = {}
+    for attr, v in pairs(want) do
+      local spec = typedef.schema[attr] or EMPTY
+      if spec.type == "mode" and math.type(v) == "integer" then v = fileattrs.octal(v) end
+      a.changes[#a.changes + 1] = changed[attr] or { attr = attr, to = v, sensitive = spec.sensitive or is_secret(v) or nil }
+    end
+    for attr, spec in pairs(typedef.schema) do
+      if spec.computed and want[attr] == nil then a.changes[#a.changes + 1] = { attr = attr, to = UNKNOWN } end
+    end
+    table.sort(a.changes, function(x, y) return x.attr < y.attr end)
+  end
+  return a
+end
+
+-- What references to a's object see after apply: unknown where apply decides.
+local function after_of(typedef, a, want)
+  local after = {}
+  if a.have and a.action ~= "replace" then for k, v in pairs(a.have) do after[k] = v end end
+  for k, v in pairs(want) do after[k] = v end
+  if a.action == "create" or a.action == "replace" then
+    for attr, spec in pairs(typedef.schema) do
+      if spec.computed and want[attr] == nil then after[attr] = UNKNOWN end
+    end
+  end
+  return after
 end
 
 --- The plan for config against workspace ws: opts { parallelism, context
@@ -151,71 +236,23 @@ function M.make(config, ws, opts)
   end
 
   if not opts.destroy then
+    -- a.after (what references see) is only kept for what is referred to
+    local referenced = {}
+    for _, r in pairs(config.resources) do
+      for d in pairs(r.deps) do for _, t in ipairs(infra.targets(config, d)) do referenced[t] = true end end
+    end
+    for _, o in pairs(config.outputs) do
+      for d in pairs(o.deps) do for _, t in ipairs(infra.targets(config, d)) do referenced[t] = true end end
+    end
     for _, addr in ipairs(infra.order(config)) do
       local r = config.resources[addr]
       local want = r.static or infra.check_attrs(r, infra.resolve(r.attrs, lookup))
-      local ctx = opts.context(r.type, r.typedef)
-      local recorded = state[addr]
-      local have = refreshed[addr] or nil
-      local a = { address = addr, type = r.type, deps = {}, lifecycle = r.lifecycle, want = r.attrs, sensitive = {} }
-      for k, spec in pairs(r.typedef.schema) do if spec.sensitive then a.sensitive[k] = true end end
-      for k, v in pairs(want) do if is_secret(v) then a.sensitive[k] = true end end
+      local a = compare(r, want, refreshed[addr] or nil, state[addr], opts.context(r.type, r.typedef))
       for d in pairs(r.deps) do
         for _, t in ipairs(infra.targets(config, d)) do a.deps[#a.deps + 1] = t end
       end
       table.sort(a.deps)
-      local compare = want
-      if r.typedef.file and not infra.has_unknown(want) then compare = file_want(ctx, r.typedef, secret.reveal_deep(want)) end
-      if recorded and recorded.type ~= r.type then
-        a.action, a.reason = "replace", ("its type changed from %s"):format(recorded.type)
-      elseif not have then
-        a.action = "create"
-        if recorded then a.gone = true end
-      else
-        if r.typedef.diff and not r.typedef.file and not infra.has_unknown(want) then
-          -- the type knows what counts (a directory's recurse, a command's guard)
-          a.changes = r.typedef.diff(ctx, secret.reveal_deep(want), have) or {}
-          for _, c in ipairs(a.changes) do
-            local spec = r.typedef.schema[c.attr] or {}
-            c.forces, c.sensitive = spec.force_new or nil, spec.sensitive or nil
-          end
-        else
-          a.changes = changes_of(r.typedef, compare, have, r.lifecycle)
-        end
-        a.drift = drift_of(r.typedef, recorded.attrs, have)
-        local forces = {}
-        for _, c in ipairs(a.changes) do if c.forces then forces[#forces + 1] = c.attr end end
-        if #forces > 0 then a.action, a.reason = "replace", table.concat(forces, ", ") .. " forces replacement"
-        elseif #a.changes > 0 then a.action = "update"
-        else a.action = "noop" end
-      end
-      if a.action == "create" or a.action == "replace" then
-        -- every attribute is set anew; a replace keeps what changed (and forces it)
-        local changed = {}
-        for _, c in ipairs(a.changes or {}) do changed[c.attr] = c end
-        a.changes = {}
-        for attr, v in pairs(want) do
-          if changed[attr] then a.changes[#a.changes + 1] = changed[attr]; goto next end
-          local spec = r.typedef.schema[attr] or {}
-          if spec.type == "mode" and math.type(v) == "integer" then v = fileattrs.octal(v) end
-          a.changes[#a.changes + 1] = { attr = attr, to = v, sensitive = spec.sensitive or is_secret(v) or nil }
-          ::next::
-        end
-        for attr, spec in pairs(r.typedef.schema) do
-          if spec.computed and want[attr] == nil then a.changes[#a.changes + 1] = { attr = attr, to = UNKNOWN } end
-        end
-        table.sort(a.changes, function(x, y) return x.attr < y.attr end)
-      end
-      -- what later references see: unknown where apply decides
-      a.after = {}
-      if have and a.action ~= "replace" then for k, v in pairs(have) do a.after[k] = v end end
-      for k, v in pairs(want) do a.after[k] = v end
-      if a.action == "create" or a.action == "replace" then
-        for attr, spec in pairs(r.typedef.schema) do
-          if spec.computed and want[attr] == nil then a.after[attr] = UNKNOWN end
-        end
-      end
-      a.have, a.recorded = have, recorded
+      if referenced[addr] then a.after = after_of(r.typedef, a, want) end
       add(a)
       if a.action == "create" or a.action == "replace" then plan.counts.add = plan.counts.add + 1 end
       if a.action == "update" then plan.counts.change = plan.counts.change + 1 end

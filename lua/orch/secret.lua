@@ -41,6 +41,10 @@ function M.reveal(v)
   return v
 end
 
+--- Has any secret been made in this process? (Nothing to reveal or scrub
+-- if not: callers on a hot path skip the walk.)
+function M.any() return count > 0 end
+
 --- A copy of t with every secret revealed, and whether there was one.
 function M.reveal_deep(t, seen)
   if getmetatable(t) == Secret then return plain[t], true end
