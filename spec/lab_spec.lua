@@ -46,19 +46,7 @@ local function orch_namespaces()
   return set
 end
 
--- Live processes whose command line names `dir` (a zombie's is empty).
-local function processes_under(dir)
-  local found = {}
-  for _, pid in ipairs(fs.list("/proc") or {}) do
-    if pid:match("^%d+$") then
-      local f = io.open("/proc/" .. pid .. "/cmdline", "rb")
-      local cmd = f and f:read("a") or ""
-      if f then f:close() end
-      if cmd:find(dir, 1, true) then found[#found + 1] = pid .. ": " .. cmd:gsub("%z", " ") end
-    end
-  end
-  return found
-end
+local processes_under = support.processes_with
 
 -- A TCP port in 30000-39999 that nothing listens on.
 local function free_port()

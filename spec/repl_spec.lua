@@ -170,18 +170,7 @@ function Term:exit_status()
 end
 
 -- Processes whose command line holds `marker`: the remote commands.
-local function processes_with(marker)
-  local found = {}
-  for _, name in ipairs(fs.list("/proc") or {}) do
-    if name:match("^%d+$") then
-      local f = io.open("/proc/" .. name .. "/cmdline", "rb")
-      local cmdline = f and f:read("a") or ""
-      if f then f:close() end
-      if cmdline:find(marker, 1, true) then found[#found + 1] = tonumber(name) end
-    end
-  end
-  return found
-end
+local processes_with = support.processes_with
 
 describe("orch repl", function()
   if not tmux_path() then pending("needs tmux") return end

@@ -40,6 +40,21 @@ function M.sh(cmd)
   return out
 end
 
+--- Live processes whose command line holds `text` (a zombie's is empty),
+-- as "PID: command line" strings.
+function M.processes_with(text)
+  local found = {}
+  for _, pid in ipairs(require("orch.core.fs").list("/proc") or {}) do
+    if pid:match("^%d+$") then
+      local f = io.open("/proc/" .. pid .. "/cmdline", "rb")
+      local cmd = f and f:read("a") or ""
+      if f then f:close() end
+      if cmd:find(text, 1, true) then found[#found + 1] = pid .. ": " .. cmd:gsub("%z", " ") end
+    end
+  end
+  return found
+end
+
 --- This process's pid.
 function M.pid()
   return require("orch.core.info").pid

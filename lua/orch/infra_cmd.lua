@@ -39,11 +39,9 @@ local function variables(opts)
     if not ok or type(data) ~= "table" then return nil, ("-var-file %s: %s"):format(file, tostring(data)) end
     for k, v in pairs(data) do vars[k] = v end
   end
-  for _, kv in ipairs(opts.var or {}) do
-    local k, v = kv:match("^([%a_][%w_]*)=(.*)$")
-    if not k then return nil, ("-var expects NAME=VALUE, got '%s'"):format(kv) end
-    vars[k] = v
-  end
+  local given, err = playbook.parse_vars(opts.var, "-var")
+  if not given then return nil, err end
+  for k, v in pairs(given) do vars[k] = v end
   return vars
 end
 

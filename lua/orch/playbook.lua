@@ -178,11 +178,12 @@ local function environment(run, path, vars, forks)
   return env
 end
 
-local function parse_vars(list)
+-- KEY=VALUE strings (from -e, or `flag`) as a table.
+local function parse_vars(list, flag)
   local vars = {}
   for _, kv in ipairs(list or {}) do
     local k, v = kv:match("^([%a_][%w_]*)=(.*)$")
-    if not k then return nil, ("-e expects KEY=VALUE, got '%s'"):format(kv) end
+    if not k then return nil, ("%s expects KEY=VALUE, got '%s'"):format(flag or "-e", kv) end
     vars[k] = v
   end
   return vars
