@@ -139,11 +139,15 @@ output "id" { value = t.id }
   end)
 
   it("applies a saved plan exactly, and refuses one made against older state", function()
-    local body = [[resource "toy.thing" "a" { name = "a" }]]
+    local body = [[resource "toy.thing" "a" { name = "a", size = 4 }]]
     assert.equals(0, orch("plan", body, "-out", dir .. "/a.plan").code)
+    assert.equals("600", require("orch.proc").run({ "stat", "-c", "%a", dir .. "/a.plan" }).stdout:match("%d+"))
+    -- the file changes after the plan: apply does what was planned
+    support.write(dir .. "/infra.lua", [[resource "toy.thing" "a" { name = "a", size = 9 }]])
     local res = support.orch("apply", dir .. "/a.plan", { env = env() })
     assert.equals(0, res.code, res.stdout .. res.stderr)
-    assert.truthy(object("a"))
+    assert.equals(4, object("a").size)
+    assert.equals(0, orch("apply", [[resource "toy.thing" "a" { name = "a" }]], "--auto-approve").code)
     -- a plan made before a change elsewhere is stale
     assert.equals(0, orch("plan", [[resource "toy.thing" "a" { name = "a", size = 2 }]], "-out", dir .. "/b.plan").code)
     assert.equals(0, orch("apply", [[resource "toy.thing" "a" { name = "a", size = 3 }]], "--auto-approve").code)

@@ -97,6 +97,34 @@ local function put_each(v, key, value)
   return out
 end
 
+-- r's attributes (frozen) and the dependencies they and depends_on make.
+local function set_attrs(r, attrs)
+  r.attrs = attrs
+  r.deps = collect_deps(attrs, {})
+  for _, d in ipairs(r.depends_on) do r.deps[d] = true end
+end
+
+-- JSON gives whole numbers back as floats: integers again, as written.
+local function integers(v)
+  if math.type(v) == "float" and v == math.floor(v) and math.abs(v) < 2^53 then return math.tointeger(v) end
+  if type(v) ~= "table" then return v end
+  local out = {}
+  for k, x in pairs(v) do out[k] = integers(x) end
+  return out
+end
+
+--- The attributes a saved plan recorded, in place of what the file says now
+-- (orch apply PLAN applies what was planned); checked again.
+function M.use_planned(config, actions)
+  for _, a in ipairs(actions) do
+    local r = config.resources[a.address]
+    if r and a.attrs then set_attrs(r, integers(a.attrs)) end
+  end
+  for _, r in pairs(config.resources) do r.static = nil end
+  config.ordered = nil
+  M.check(config)
+end
+
 local UNKNOWN = setmetatable({}, { __tostring = function() return "(known after apply)" end,
   __name = "orch.unknown" })
 M.UNKNOWN = UNKNOWN
@@ -174,19 +202,20 @@ function M.new(opts)
       error(("%s: no resource type '%s' (looked in %s)"):format(at, tname,
         table.concat(providers.dirs(config.playbook_dir), ", ")), 0)
     end
-    local deps = collect_deps(attrs, {})
+    local depends_on = {}
     for _, d in ipairs(meta.depends_on or {}) do
       local a = is_ref(d) and target[d].address or d
       if type(a) ~= "string" then error(("%s: depends_on takes references or addresses"):format(at), 0) end
-      deps[a] = true
+      depends_on[#depends_on + 1] = a
     end
-    local frozen = attrs
     local addr = M.address(tname, name, key)
     if config.resources[addr] then
       error(("%s: %s is declared twice (first at %s)"):format(at, addr, config.resources[addr].where), 0)
     end
-    config.resources[addr] = { address = addr, type = tname, name = name, key = key, typedef = typedef,
-      provider_path = path, attrs = frozen, deps = deps, lifecycle = meta.lifecycle or {}, where = at }
+    local r = { address = addr, type = tname, name = name, key = key, typedef = typedef, provider_path = path,
+      depends_on = depends_on, lifecycle = meta.lifecycle or {}, where = at }
+    set_attrs(r, attrs)
+    config.resources[addr] = r
     config.order[#config.order + 1] = addr
   end
 

@@ -122,7 +122,7 @@ end
 
 -- The plan as JSON (--json, -out): values resolved where known, sensitive
 -- ones hidden; what apply needs to run it exactly.
-local function plan_json(plan, file)
+local function plan_json(plan, file, with_attrs)
   local function clean(v, sensitive)
     if sensitive then return "(sensitive)" end
     if v == infra.UNKNOWN then return { ["$unknown"] = true } end
@@ -147,6 +147,8 @@ local function plan_json(plan, file)
       changes[j] = { attr = c.attr, from = clean(c.from, c.sensitive), to = clean(c.to, c.sensitive), forces = c.forces }
     end
     actions[i] = { address = a.address, type = a.type, action = a.action, reason = a.reason, deps = a.deps,
+      -- what apply PLAN will use: the attributes as planned (the file is 0600)
+      attrs = with_attrs and a.want and (secret.reveal_deep(a.want)) or nil,
       changes = changes, lifecycle = a.lifecycle, want = masked(a.want, a.sensitive), have = masked(a.have, a.sensitive),
       recorded = a.recorded and masked(a.recorded.attrs, a.sensitive) }
     if a.drift then
@@ -246,6 +248,10 @@ function M.converge_locked(cmd, opts, file, plan_file, saved, env)
     return finish(fail(("%s is stale: it was made against state serial %d (lineage %s), and the state is now"
       .. " serial %d (lineage %s); make a new plan"):format(plan_file, saved.serial, saved.lineage, ws.serial, ws.lineage)))
   end
+  if saved then
+    local ok, err = pcall(infra.use_planned, config, saved.actions)
+    if not ok then return finish(fail(plan_file .. ": " .. tostring(err), 2)) end
+  end
   local emit = emitter(ui)
   local context = context_maker(run, emit)
   local ok, plan = pcall(infra_plan.make, config, ws, { parallelism = opts.parallelism, context = context,
@@ -262,7 +268,7 @@ function M.converge_locked(cmd, opts, file, plan_file, saved, env)
     if not same then return finish(fail(plan_file .. ": the infrastructure changed since the plan was made; make a new plan")) end
   end
   if opts.out and cmd == "plan" then
-    local data = plan_json(plan, fs.realpath(file) or file)
+    local data = plan_json(plan, fs.realpath(file) or file, true)
     data.destroy = opts.destroy or nil
     local wok, werr = fs.write(opts.out, json.encode(data), { mode = "0600" })
     if not wok then return finish(fail(werr)) end
