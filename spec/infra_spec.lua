@@ -264,6 +264,17 @@ resource "toy.thing" "b" { name = "b", peer = a.id }
     assert.equals(1, res.code)
     assert.matches("needs confirmation and there is no terminal to ask on: pass --auto-approve", res.stderr, 1, true)
     assert.is_nil(object("a"))
+    -- on a terminal (script(1) gives it one): anything but yes cancels
+    local function on_tty(cmd, answer)
+      return proc.run({ "script", "-qec", ("%s %s %s/infra.lua"):format(support.bin, cmd, dir), "/dev/null" },
+        { stdin = answer, env = env({ NO_COLOR = "1" }) })
+    end
+    res = on_tty("apply", "no\n")
+    assert.matches("Only 'yes' will be accepted: Cancelled: nothing was changed.", res.stdout, 1, true)
+    assert.is_nil(object("a"))
+    res = on_tty("apply", "yes\n")
+    assert.matches("Apply complete: 1 added", res.stdout, 1, true)
+    assert.truthy(object("a"))
   end)
 
   it("never shows a sensitive value: plan, --json, state show", function()
