@@ -16,7 +16,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <openssl/evp.h>
 
 #include "orch.h"
 
@@ -593,53 +592,21 @@ static int fs_glob (lua_State *L) {
 
 /* ---- hashing ---- */
 
-static void fs_pushhex (lua_State *L, const unsigned char *md, unsigned int n) {
-  static const char digits[] = "0123456789abcdef";
-  char hex[EVP_MAX_MD_SIZE * 2];
-  unsigned int i;
-  for (i = 0; i < n; i++) {
-    hex[2 * i] = digits[md[i] >> 4];
-    hex[2 * i + 1] = digits[md[i] & 15];
-  }
-  lua_pushlstring(L, hex, 2 * n);
-}
-
-/* Streams in 64 KiB reads: a large artifact costs no memory. */
-static int fs_sha256 (lua_State *L) {
-  const char *path = luaL_checkstring(L, 1);
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int mdlen = 0;
-  int fd, err = 0, ok;
-  EVP_MD_CTX *ctx;
-  if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0) return orch_fail(L, path, errno);
-  ctx = EVP_MD_CTX_new();
-  ok = ctx && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
-  while (ok && !err) {
-    unsigned char buf[65536];
-    ssize_t n = read(fd, buf, sizeof buf);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) err = errno;
-    else if (n == 0) break;
-    else ok = EVP_DigestUpdate(ctx, buf, (size_t)n);
-  }
-  ok = ok && !err && EVP_DigestFinal_ex(ctx, md, &mdlen);
-  EVP_MD_CTX_free(ctx);
-  close(fd);
-  if (err) return orch_fail(L, path, err);
-  if (!ok) return luaL_error(L, "%s: sha256 failed in libcrypto", path);
-  fs_pushhex(L, md, mdlen);
-  return 1;
-}
-
-static int fs_sha256_data (lua_State *L) {
-  size_t len;
-  const char *data = luaL_checklstring(L, 1, &len);
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int mdlen = 0;
-  if (!EVP_Digest(data, len, md, &mdlen, EVP_sha256(), NULL))
-    return luaL_error(L, "sha256 failed in libcrypto");
-  fs_pushhex(L, md, mdlen);
-  return 1;
+/*
+** fs.sha256 and fs.sha256_data live in orch.core.digest, a module opened
+** on first use (libcrypto's loading was a third of every start-up): these
+** forward to it. [args] -> [results]
+*/
+static int fs_forward (lua_State *L) {
+  int n = lua_gettop(L);
+  lua_getglobal(L, "require");
+  lua_pushliteral(L, "orch.core.digest");
+  lua_call(L, 1, 1);                               /* [args, digest] */
+  lua_getfield(L, -1, lua_tostring(L, lua_upvalueindex(1)));
+  lua_replace(L, -2);                              /* [args, fn] */
+  lua_insert(L, 1);                                /* [fn, args] */
+  lua_call(L, n, LUA_MULTRET);
+  return lua_gettop(L);
 }
 
 /* ---- locks ---- */
@@ -709,8 +676,7 @@ static const luaL_Reg fs_funcs[] = {
   {"write", fs_write}, {"mkdir", fs_mkdir}, {"chmod", fs_chmod},
   {"chown", fs_chown}, {"symlink", fs_symlink}, {"readlink", fs_readlink},
   {"rename", fs_rename}, {"realpath", fs_realpath}, {"cwd", fs_cwd},
-  {"remove", fs_remove}, {"sha256", fs_sha256},
-  {"sha256_data", fs_sha256_data}, {"glob", fs_glob}, {"list", fs_list},
+  {"remove", fs_remove}, {"glob", fs_glob}, {"list", fs_list},
   {"walk", fs_walk}, {"tmpdir", fs_tmpdir}, {"lock", fs_lock},
   {NULL, NULL}
 };
@@ -719,5 +685,11 @@ int luaopen_orch_core_fs (lua_State *L) {
   orch_newclass(L, GUARD_MT, guard_meta, NULL);
   orch_newclass(L, LOCK_MT, lock_meta, lock_methods);
   luaL_newlib(L, fs_funcs);        /* [fs] */
+  lua_pushliteral(L, "sha256");
+  lua_pushcclosure(L, fs_forward, 1);
+  lua_setfield(L, -2, "sha256");
+  lua_pushliteral(L, "sha256_data");
+  lua_pushcclosure(L, fs_forward, 1);
+  lua_setfield(L, -2, "sha256_data");
   return 1;
 }

@@ -11,9 +11,6 @@
 #include <unistd.h>
 
 #include <microhttpd.h>
-#include <openssl/crypto.h>
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
 
 #include "orch.h"
 
@@ -603,36 +600,6 @@ static int index_fields (lua_State *L) {
 }
 
 
-/* ---- signatures ---- */
-
-/* http.hmac_sha256(key, data) -> lowercase hex, as in X-Hub-Signature-256 */
-static int http_hmac_sha256 (lua_State *L) {
-  size_t klen, dlen;
-  const char *key = luaL_checklstring(L, 1, &klen);
-  const char *data = luaL_checklstring(L, 2, &dlen);
-  unsigned char mac[EVP_MAX_MD_SIZE];
-  unsigned int i, n = 0;
-  char hex[2 * EVP_MAX_MD_SIZE];
-  luaL_argcheck(L, klen <= 0x7fffffff, 1, "key too long");
-  if (HMAC(EVP_sha256(), key, (int)klen, (const unsigned char *)data, dlen, mac, &n) == NULL)
-    return luaL_error(L, "hmac_sha256: OpenSSL failed");
-  for (i = 0; i < n; i++) {
-    hex[2 * i] = "0123456789abcdef"[mac[i] >> 4];
-    hex[2 * i + 1] = "0123456789abcdef"[mac[i] & 15];
-  }
-  lua_pushlstring(L, hex, 2 * n);
-  return 1;
-}
-
-/* http.equal(a, b): a timing-safe compare; only the lengths may leak. */
-static int http_equal (lua_State *L) {
-  size_t la, lb;
-  const char *a = luaL_checklstring(L, 1, &la);
-  const char *b = luaL_checklstring(L, 2, &lb);
-  lua_pushboolean(L, la == lb && CRYPTO_memcmp(a, b, la) == 0);
-  return 1;
-}
-
 /* Like orch_newclass, but __index is fn with the methods as upvalue 1. */
 static void new_class (lua_State *L, const char *name, const luaL_Reg *meta,
                        const luaL_Reg *methods, lua_CFunction index) {
@@ -658,7 +625,7 @@ static const luaL_Reg request_meta[] = {
 };
 static const luaL_Reg request_methods[] = {{"respond", request_respond}, {NULL, NULL}};
 static const luaL_Reg http_funcs[] = {
-  {"listen", http_listen}, {"hmac_sha256", http_hmac_sha256}, {"equal", http_equal},
+  {"listen", http_listen},
   {NULL, NULL}
 };
 

@@ -1,4 +1,5 @@
 local http = require("orch.core.http")
+local digest = require("orch.core.digest")
 local loop = require("orch.core.loop")
 local proc = require("orch.proc")
 local support = require("spec.support")
@@ -253,7 +254,7 @@ describe("orch.core.http", function()
   it("computes HMAC-SHA256 as openssl does", function()
     -- RFC 4231, test case 2
     assert.equals("5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843",
-                  http.hmac_sha256("Jefe", "what do ya want for nothing?"))
+                  digest.hmac_sha256("Jefe", "what do ya want for nothing?"))
     local cases = {
       { "Jefe", "what do ya want for nothing?" },
       { "secret", "" },
@@ -262,28 +263,28 @@ describe("orch.core.http", function()
     }
     for _, c in ipairs(cases) do
       local r = proc.check({ "openssl", "dgst", "-sha256", "-hmac", c[1] }, { stdin = c[2] })
-      assert.equals(r.stdout:match("(%x+)%s*$"), http.hmac_sha256(c[1], c[2]))
+      assert.equals(r.stdout:match("(%x+)%s*$"), digest.hmac_sha256(c[1], c[2]))
     end
   end)
 
   it("compares strings with equal", function()
-    assert.is_true(http.equal("sha256=abc", "sha256=abc"))
-    assert.is_true(http.equal("", ""))
-    assert.is_false(http.equal("sha256=abc", "sha256=abd"))
-    assert.is_false(http.equal("sha256=abc", "sha256=ab"))
-    assert.is_false(http.equal("a\0b", "a\0c"))
+    assert.is_true(digest.equal("sha256=abc", "sha256=abc"))
+    assert.is_true(digest.equal("", ""))
+    assert.is_false(digest.equal("sha256=abc", "sha256=abd"))
+    assert.is_false(digest.equal("sha256=abc", "sha256=ab"))
+    assert.is_false(digest.equal("a\0b", "a\0c"))
   end)
 
   it("checks a GitHub-style X-Hub-Signature-256 on a real request", function()
     local srv = listen()
     local body = '{"ref":"refs/heads/main"}'
-    local sig = "sha256=" .. http.hmac_sha256("s3cret", body)
+    local sig = "sha256=" .. digest.hmac_sha256("s3cret", body)
     local good = curl_task(srv, "/hook", "-H", "X-Hub-Signature-256: " .. sig, "--data-binary", body)
     local bad = curl_task(srv, "/hook", "-H", "X-Hub-Signature-256: sha256=00", "--data-binary", body)
     for _ = 1, 2 do
       local req = assert(srv:accept())
-      local want = "sha256=" .. http.hmac_sha256("s3cret", req.body)
-      if http.equal(want, req.headers["x-hub-signature-256"] or "") then
+      local want = "sha256=" .. digest.hmac_sha256("s3cret", req.body)
+      if digest.equal(want, req.headers["x-hub-signature-256"] or "") then
         req:respond(202, "accepted")
       else
         req:respond(401, "bad signature")

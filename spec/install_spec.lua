@@ -31,10 +31,11 @@ describe("cmake --install", function()
     local build = support.bin:match("^(.*)/[^/]+$")
     assert.equals(0, proc.run({ "cmake", "--install", build, "--prefix", prefix }).code)
     local orch = prefix .. "/bin/orch"
-    local out = proc.run({ orch, "-e", "print(require('orch.core.http').hmac_sha256('k', 'd'),"
-      .. " type(require('orch.core.archive').create))" }, { cwd = "/" })
+    local out = proc.run({ orch, "-e", "print(require('orch.core.digest').hmac_sha256('k', 'd'),"
+      .. " type(require('orch.core.archive').create), type(require('orch.core.http').listen),"
+      .. " type(require('orch.core.ssh').session), require('orch.core.fs').sha256_data(''))" }, { cwd = "/" })
     assert.equals(0, out.code, out.stderr)
-    assert.matches("^%x+%s+function\n$", out.stdout)
+    assert.matches("^%x+%s+function%s+function%s+function%s+e3b0c442%x+\n$", out.stdout)
     -- the bytecode searcher finds orch.cli; an edited source wins over it
     out = proc.run({ orch, "-e", "print(type(package.searchers[2]('orch.cli')))" }, { cwd = "/" })
     assert.equals("function\n", out.stdout)

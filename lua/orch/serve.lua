@@ -133,7 +133,7 @@ end
 -- POST /hooks/NAME, signed as GitHub signs: X-Hub-Signature-256 is
 -- "sha256=" and the HMAC-SHA256 of the body keyed with the secret.
 function Server:answer(req)
-  local http = require("orch.core.http")
+  local digest = require("orch.core.digest")
   local function reply(status, body)
     req:respond(status, json.encode(body) .. "\n", { ["Content-Type"] = "application/json" })
   end
@@ -142,8 +142,8 @@ function Server:answer(req)
   if not (slot and slot.secret) then return reply(404, { error = "no webhook here" }) end
   if req.method ~= "POST" then return reply(405, { error = "use POST" }) end
   local given = req.headers["x-hub-signature-256"] or ""
-  local want = "sha256=" .. http.hmac_sha256(slot.secret, req.body)
-  if not http.equal(given, want) then
+  local want = "sha256=" .. digest.hmac_sha256(slot.secret, req.body)
+  if not digest.equal(given, want) then
     self:emit({ pipeline = name, trigger = "webhook", action = "refused",
       detail = ("%s signature from %s"):format(given == "" and "missing" or "bad", req.remote) })
     return reply(401, { error = "missing or bad X-Hub-Signature-256" })
