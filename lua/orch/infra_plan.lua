@@ -42,9 +42,14 @@ local function file_read(ctx, typedef, attrs)
   return { path = path, sha256 = st.sha256, mode = fileattrs.octal(st.mode), owner = st.user, group = st.group }
 end
 
--- want as a file type's object: the content it renders, hashed.
-local function file_want(ctx, typedef, want)
+-- want as a file type's object: the content it renders, hashed (unknown
+-- when want holds values apply has yet to learn).
+local function file_want(ctx, typedef, want, open)
   local path = typedef.path and typedef.path(want) or want.path
+  if open then
+    return { path = path, sha256 = UNKNOWN, mode = math.type(want.mode) == "integer" and fileattrs.octal(want.mode) or nil,
+      owner = want.owner, group = want.group }
+  end
   local content = typedef.content(ctx, want, nil)
   return { path = path, sha256 = content and fs.sha256_data(content),
     mode = want.mode and fileattrs.octal(want.mode), owner = want.owner, group = want.group }
@@ -143,8 +148,8 @@ local function compare(r, want, have, recorded, ctx)
     a.action = "create"
     a.gone = recorded ~= nil
   else
-    if typedef.file and not open then
-      a.changes = changes_of(typedef, file_want(ctx, typedef, reveal(want)), have, r.lifecycle)
+    if typedef.file then
+      a.changes = changes_of(typedef, file_want(ctx, typedef, reveal(want), open), have, r.lifecycle)
     elseif typedef.diff and not open then
       -- the type knows what counts (a directory's recurse, a command's guard)
       a.changes = typedef.diff(ctx, reveal(want), have) or {}

@@ -279,6 +279,17 @@ local function host_key_of(ctx, p)
   return ((ctx.host:read(p.key .. ".pub") or ""):match("^(%S+ %S+)"))
 end
 
+-- An address that moved to a new veth (a host made again, an address
+-- changed) still has the old MAC in every neighbour cache on the bridge:
+-- traffic to it would vanish until the entry expired (half a minute).
+local function forget_neighbour(ctx, address)
+  exec(ctx, { "ip", "neigh", "flush", "to", address }, { check = false })
+  local r = exec(ctx, { "ip", "netns", "list" }, { check = false })
+  for other in ((r and r.stdout) or ""):gmatch("(orch%-%S+)") do
+    exec(ctx, { "ip", "-n", other, "neigh", "flush", "to", address }, { check = false })
+  end
+end
+
 local function create(ctx, want)
   local name = want.name
   local ns, dev, p = netns(name), veth(name), paths(ctx, name)
@@ -293,6 +304,7 @@ local function create(ctx, want)
     .. "link set %s master %s\nlink set %s up\n"):format(ns, dev, ns, dev, BRIDGE, dev) })
   exec(ctx, { "ip", "-n", ns, "-batch", "-" }, { stdin = ("link set lo up\naddr add %s/24 dev eth0\n"
     .. "link set eth0 up\nroute add default via %s\n"):format(address, GATEWAY) })
+  forget_neighbour(ctx, address)
   assert(ctx.host:write(p.config, sshd_config(name, address, p), { mode = "0644" }))
   local pid = start_sshd(ctx, name, p)
   local limits = apply_limits(ctx, name, pid, want.cpus, want.memory)
@@ -308,6 +320,7 @@ local function update(ctx, want, have)
     reserve(ctx, name, wanted)
     exec(ctx, { "ip", "-n", ns, "-batch", "-" }, { stdin = ("addr flush dev eth0\naddr add %s/24 dev eth0\n"
       .. "route replace default via %s\n"):format(wanted, GATEWAY) })
+    forget_neighbour(ctx, wanted)
     address = wanted
     assert(ctx.host:write(p.config, sshd_config(name, address, p), { mode = "0644" }))
     local sshd = sshd_process(ctx, p)
