@@ -279,17 +279,6 @@ local function host_key_of(ctx, p)
   return ((ctx.host:read(p.key .. ".pub") or ""):match("^(%S+ %S+)"))
 end
 
--- An address that moved to a new veth (a host made again, an address
--- changed) still has the old MAC in every neighbour cache on the bridge:
--- traffic to it would vanish until the entry expired (half a minute).
-local function forget_neighbour(ctx, address)
-  exec(ctx, { "ip", "neigh", "flush", "to", address }, { check = false })
-  local r = exec(ctx, { "ip", "netns", "list" }, { check = false })
-  for other in ((r and r.stdout) or ""):gmatch("(orch%-%S+)") do
-    exec(ctx, { "ip", "-n", other, "neigh", "flush", "to", address }, { check = false })
-  end
-end
-
 local function create(ctx, want)
   local name = want.name
   local ns, dev, p = netns(name), veth(name), paths(ctx, name)
@@ -299,12 +288,15 @@ local function create(ctx, want)
   exec(ctx, { "ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "orch-lab-" .. name, "-f", p.key })
   assert(ctx.host:write(p.keys, parse_key(want.authorized_key) .. "\n", { mode = "0600" }))
   local address = reserve(ctx, name, parse_address(want.address))
-  -- the veth's inside end goes straight into the namespace as eth0
+  -- The veth's inside end goes straight into the namespace as eth0. An
+  -- address used before (a host made again) would keep its old MAC in this
+  -- namespace's neighbour cache for half a minute, and orch's SSH and HAProxy
+  -- talk from here: flushed in the same batch. (Other lab hosts relearn it
+  -- when their entry expires.)
   exec(ctx, { "ip", "-batch", "-" }, { stdin = ("netns add %s\nlink add %s type veth peer name eth0 netns %s\n"
-    .. "link set %s master %s\nlink set %s up\n"):format(ns, dev, ns, dev, BRIDGE, dev) })
+    .. "link set %s master %s\nlink set %s up\nneigh flush to %s\n"):format(ns, dev, ns, dev, BRIDGE, dev, address) })
   exec(ctx, { "ip", "-n", ns, "-batch", "-" }, { stdin = ("link set lo up\naddr add %s/24 dev eth0\n"
     .. "link set eth0 up\nroute add default via %s\n"):format(address, GATEWAY) })
-  forget_neighbour(ctx, address)
   assert(ctx.host:write(p.config, sshd_config(name, address, p), { mode = "0644" }))
   local pid = start_sshd(ctx, name, p)
   local limits = apply_limits(ctx, name, pid, want.cpus, want.memory)
@@ -320,7 +312,7 @@ local function update(ctx, want, have)
     reserve(ctx, name, wanted)
     exec(ctx, { "ip", "-n", ns, "-batch", "-" }, { stdin = ("addr flush dev eth0\naddr add %s/24 dev eth0\n"
       .. "route replace default via %s\n"):format(wanted, GATEWAY) })
-    forget_neighbour(ctx, wanted)
+    exec(ctx, { "ip", "neigh", "flush", "to", wanted }, { check = false })   -- as in create
     address = wanted
     assert(ctx.host:write(p.config, sshd_config(name, address, p), { mode = "0644" }))
     local sshd = sshd_process(ctx, p)
