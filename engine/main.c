@@ -2,6 +2,7 @@
 ** main.c: the orch binary: one lua_State with the C modules preloaded as
 ** orch.core.*, the Lua library on package.path, then orch.cli decides.
 */
+#include <dlfcn.h>
 #include <errno.h>
 #include <limits.h>
 #include <signal.h>
@@ -89,19 +90,26 @@ static void find_module_dir (const char *exe) {
   snprintf(module_dir, sizeof module_dir, "%s", ORCH_MODULE_DIR);
 }
 
-/* preload["orch.core.NAME"](name): opens MODULE_DIR/NAME.so, runs its luaopen */
+/*
+** preload["orch.core.NAME"](name): opens MODULE_DIR/NAME.so, runs its
+** luaopen. RTLD_NODELETE, not package.loadlib: a module must outlive
+** lua_close, since libuv may still hold its callbacks and LeakSanitizer
+** crashed walking the thread-local storage of libraries unloaded at exit.
+*/
 static int load_lazy (lua_State *L) {
   const char *name = luaL_checkstring(L, 1);
   const char *base = strrchr(name, '.') + 1;
-  lua_getglobal(L, "package");
-  lua_getfield(L, -1, "loadlib");
-  lua_pushfstring(L, "%s/%s.so", module_dir, base);
-  lua_pushfstring(L, "luaopen_orch_core_%s", base);
-  lua_call(L, 2, 2);                               /* [.., f | nil, err] */
-  if (lua_isnil(L, -2))
-    return luaL_error(L, "cannot load module %s from %s/%s.so: %s (is orch installed whole?)",
-                      name, module_dir, base, lua_tostring(L, -1));
-  lua_pop(L, 1);
+  char path[PATH_MAX + 64], sym[128];
+  void *lib;
+  lua_CFunction open;
+  snprintf(path, sizeof path, "%s/%s.so", module_dir, base);
+  snprintf(sym, sizeof sym, "luaopen_orch_core_%s", base);
+  lib = dlopen(path, RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE);
+  open = lib ? (lua_CFunction)(void (*)(void))dlsym(lib, sym) : NULL;
+  if (open == NULL)
+    return luaL_error(L, "cannot load module %s from %s: %s (is orch installed whole?)",
+                      name, path, dlerror());
+  lua_pushcfunction(L, open);
   lua_pushvalue(L, 1);
   lua_call(L, 1, 1);
   return 1;
