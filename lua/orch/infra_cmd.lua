@@ -19,11 +19,6 @@ local infra_apply = require("orch.infra_apply")
 
 local M = {}
 
-local function dirname(path)
-  local dir = path:match("^(.*)/[^/]*$") or "."
-  return fs.realpath(dir) or dir
-end
-
 local function fail(msg, code)
   io.stderr:write("orch: ", secret.scrub(msg), "\n")
   return code or 1
@@ -63,9 +58,8 @@ local function load(path, opts, store, ui)
   local vars, verr = variables(opts)
   if not vars then return nil, verr end
   -- the resource engine's own lines would repeat ours: its run shows nothing
-  local quiet = { emit = function() end, error = function(_, msg) ui:error(msg) end, paint = ui.paint }
-  local run = run_mod.new({ ui = quiet, store = store, playbook_dir = dirname(path), inventory = inventory_mod.new(),
-    forks = 50 })
+  local run = run_mod.new({ ui = ui_mod.quiet(ui), store = store, playbook_dir = playbook.folder(path),
+    inventory = inventory_mod.new(), forks = 50 })
   local dsl, config = infra.new({ playbook_dir = run.playbook_dir, vars = vars })
   local ok, perr = playbook.evaluate(run, chunk, path, { extra = dsl })
   if not ok then return nil, errors.message(perr) end
@@ -74,8 +68,10 @@ local function load(path, opts, store, ui)
   return { run = run, config = config }
 end
 
+-- The state store: --state, or beside FILE (or -f FILE), or ./.orch/.
 local function store_of(opts, file)
-  return state.open(opts.state or (dirname(file) .. "/.orch/state.db"))
+  file = file or opts.file
+  return state.open(opts.state or ((file and playbook.folder(file) or ".") .. "/.orch/state.db"))
 end
 
 -- ---- showing a plan ------------------------------------------------------
@@ -319,7 +315,7 @@ end
 local function state_cmd(opts, rest)
   local sub = rest[1]
   local file = opts.file
-  local store, serr = state.open(opts.state or ((file and dirname(file) or ".") .. "/.orch/state.db"))
+  local store, serr = store_of(opts, file)
   if not store then return fail(serr) end
   local ws = infra_state.open(store, opts.workspace or "default")
   local function done(code) ws:unlock(); store:close(); return code end
@@ -370,7 +366,7 @@ end
 
 --- orch output [NAME] [--json]
 local function output_cmd(opts, rest)
-  local store, serr = state.open(opts.state or ((opts.file and dirname(opts.file) or ".") .. "/.orch/state.db"))
+  local store, serr = store_of(opts)
   if not store then return fail(serr) end
   local ws = infra_state.open(store, opts.workspace or "default")
   local outs = ws:outputs()

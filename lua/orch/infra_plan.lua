@@ -23,14 +23,7 @@ local M = {}
 
 local UNKNOWN = infra.UNKNOWN
 
-local function deep_equal(a, b)
-  if a == b then return true end
-  if type(a) ~= "table" or type(b) ~= "table" then return false end
-  for k, v in pairs(a) do if not deep_equal(v, b[k]) then return false end end
-  for k in pairs(b) do if a[k] == nil then return false end end
-  return true
-end
-M.deep_equal = deep_equal
+local deep_equal = require("orch.resource").deep_equal
 
 -- ---- file types: compared by content hash, mode and owner -------------
 

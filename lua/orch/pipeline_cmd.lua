@@ -12,14 +12,12 @@ local secret = require("orch.secret")
 
 local M = {}
 
-local function dirname(path) return path:match("^(.*)/[^/]*$") or "." end
-
 local function fail(msg, code)
   io.stderr:write("orch: ", msg, "\n")
   return code or 1
 end
 
-local function store_path(opts) return opts.state or (dirname(opts.file) .. "/.orch/state.db") end
+local function store_path(opts) return opts.state or (playbook.folder(opts.file) .. "/.orch/state.db") end
 
 --- One run of pipeline `name` from file `path`, start to end: a new run
 -- record, the file loaded into it, the pipeline's lock, the stages, the
@@ -104,7 +102,7 @@ end
 --- orch pipeline list -f FILE: name, triggers, last run, last success
 local function list(opts)
   -- loaded in check mode: a file's top level changes nothing by listing it
-  local loaded, err = pipeline_file.load(opts.file, { ui = ui_mod.new({ json = true, out = io.open("/dev/null", "w") }),
+  local loaded, err = pipeline_file.load(opts.file, { ui = ui_mod.quiet(),
     check = true, inventory = opts.inventory })
   if not loaded then return fail(err, 2) end
   local store = existing_store(opts)

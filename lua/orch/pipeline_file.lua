@@ -6,16 +6,9 @@ local pipeline = require("orch.pipeline")
 local run_mod = require("orch.run")
 local inventory_mod = require("orch.inventory")
 local errors = require("orch.errors")
-local fs = require("orch.core.fs")
 
 local M = {}
 
--- The folder of path, absolute: stages see it (and their workspace) from
--- wherever their commands cd to.
-local function dirname(path)
-  local dir = path:match("^(.*)/[^/]*$") or "."
-  return fs.realpath(dir) or dir
-end
 
 --- Load the file at path for a new run. opts: ui, store, id (the run's, if
 -- it is recorded), inventory (files), vars, forks, limit, check. Returns
@@ -25,7 +18,7 @@ function M.load(path, opts)
   local chunk, err = playbook.loadfile(path)
   if not chunk then return nil, err end
   local run = run_mod.new({ id = opts.id, ui = opts.ui, store = opts.store, check = opts.check,
-    playbook_dir = dirname(path), inventory = inventory_mod.new(), limit = opts.limit,
+    playbook_dir = playbook.folder(path), inventory = inventory_mod.new(), limit = opts.limit,
     forks = math.tointeger(opts.forks) or 50 })
   for _, file in ipairs(opts.inventory or {}) do
     local ok, ierr = pcall(function() local r, e = run.inventory:load(file); if not r then error(e, 0) end end)
@@ -49,7 +42,7 @@ function M.load(path, opts)
   end
   local ok, perr = playbook.evaluate(run, chunk, path, { vars = opts.vars, forks = run.forks, extra = dsl })
   if not ok then return nil, errors.message(perr) end
-  return { run = run, list = list, by_name = by_name, dir = dirname(path) }
+  return { run = run, list = list, by_name = by_name, dir = playbook.folder(path) }
 end
 
 --- The pipeline named `name` of a loaded file, or nil and a message that

@@ -189,6 +189,13 @@ local function parse_vars(list, flag)
   return vars
 end
 
+--- The folder of path, absolute: what a file's providers/, .orch/ and
+-- stages' workspaces hang off, whatever folder commands later cd to.
+function M.folder(path)
+  local dir = dirname(path)
+  return fs.realpath(dir) or dir
+end
+
 --- The playbook at path as a chunk, or nil and what is wrong with it.
 function M.loadfile(path)
   local st = fs.stat(path)

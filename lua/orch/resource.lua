@@ -25,6 +25,8 @@ local function deep_equal(a, b)
   return true
 end
 
+M.deep_equal = deep_equal
+
 local function shown(spec, v)
   if v == nil then return nil end
   if spec and spec.type == "mode" then return fileattrs.octal(v) end

@@ -241,7 +241,7 @@ function M.main(opts)
   ui.tty = false  -- a log of triggers and runs, several at once: no progress line
   local vars, verr = playbook.parse_vars(opts.extra_vars)
   if not vars then ui:error(verr); return 2 end
-  local loaded, err = pipeline_file.load(opts.file, { ui = ui_mod.new({ json = true, out = io.open("/dev/null", "w") }),
+  local loaded, err = pipeline_file.load(opts.file, { ui = ui_mod.quiet(ui),
     check = true, inventory = opts.inventory, vars = vars })
   if not loaded then ui:error(err); return 2 end
   local self = setmetatable({ ui = ui, opts = opts, file = opts.file, dir = loaded.dir, vars = vars, slots = {},

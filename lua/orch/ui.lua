@@ -214,6 +214,16 @@ function ui:progress(text)
   self.status = text and self:paint("dim", text)
 end
 
+--- A ui that shows no events (loading a file only to read its
+-- declarations, or a resource engine whose lines the caller shows its own
+-- way); errors still go to `ui`'s (or stderr).
+function M.quiet(ui)
+  local q = M.new({ json = true })
+  q.emit = function() end
+  if ui then q.error = function(_, msg) ui:error(msg) end end
+  return q
+end
+
 --- An error that ends the command: one line on stderr (or a JSON event).
 function ui:error(msg)
   if self.json then
