@@ -220,8 +220,10 @@ end }]]
       local function conf(v)
         return play(([[play "v" { on = "h2", function(h) file { "$D/v.conf", content = "v%d\n", mode = "0600" } end }]]):format(v))
       end
-      assert.equals(0, conf(1).code)
-      assert.equals(0, conf(2).code)
+      for v = 1, 2 do
+        local res = conf(v)
+        assert.equals(0, res.code, res.stdout .. res.stderr)
+      end
       local inv = lab:inventory_yaml()
       local hist = orch("history", "h2:" .. dir .. "/v.conf", "--state", dir .. "/state.db")
       assert.matches("h2:" .. dir .. "/v.conf", hist.stdout, 1, true)
