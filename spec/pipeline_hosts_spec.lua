@@ -31,6 +31,7 @@ describe("orch pipeline stages on SSH hosts (real sshd)", function()
   stage "deploy" { needs = "build", on = "role:web", serial = 1, run = function(h, ctx)
     h:put(ctx.artifacts .. "/out/app", "$D/app-" .. h.name)
     ctx.log(h.name .. " has " .. h:read("$D/app-" .. h.name))
+    ctx.log(h:exec("echo $ORCH_PIPELINE/$ORCH_STAGE on " .. h.name).stdout)
   end },
   stage "verify" { needs = "deploy", on = "role:web", sh = "cat $D/app-h2" },
 }]])
@@ -38,6 +39,7 @@ describe("orch pipeline stages on SSH hosts (real sshd)", function()
     local out = outputs(res)
     assert.matches("deploy: h1 has release-7", out, 1, true)
     assert.matches("deploy: h2 has release-7", out, 1, true)
+    assert.matches("deploy: p/deploy on h1", out, 1, true)  -- the stage's environment, over SSH
     assert.matches("verify: [h1] $ cat " .. dir .. "/app-h2", out, 1, true)
     assert.matches("verify: [h1] release-7", out, 1, true)
     assert.matches("verify: [h2] release-7", out, 1, true)

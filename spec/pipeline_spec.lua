@@ -282,6 +282,33 @@ pipeline "p" {
     assert.equals("port = 80\n", support.read(dir .. "/config"))
   end)
 
+  it("gives the commands a function stage's code runs, and os.getenv, the stage's environment", function()
+    local res = pipeline(WEB_HOSTS .. [[
+pipeline "p" { env = { A = "1" },
+  stage "make" { env = { B = "2" }, run = function(ctx)
+    command { "echo $ORCH_STAGE $A$B > $D/by-command" }
+    ctx.log("getenv " .. os.getenv("ORCH_STAGE") .. " " .. os.getenv("ORCH_RUN_ID"))
+  end },
+  stage "deploy" { needs = "make", on = "role:web",
+    run = function(h) h:exec("echo $ORCH_PIPELINE/$ORCH_STAGE > $D/by-" .. h.name) end },
+}]], "--json")
+    assert.equals(0, res.code, res.stdout .. res.stderr)
+    assert.equals("make 12\n", support.read(dir .. "/by-command"))
+    assert.equals("p/deploy\n", support.read(dir .. "/by-a"))
+    assert.equals("p/deploy\n", support.read(dir .. "/by-b"))
+    assert.matches('"line":"getenv make 1"', res.stdout, 1, true)
+  end)
+
+  it("logs a function stage's error without the engine's traceback, unless -v", function()
+    local body = WEB_HOSTS .. [[pipeline "p" { stage "s" { on = "role:nope", run = function(h) end } }]]
+    local res = pipeline(body)
+    assert.equals(1, res.code)
+    assert.matches("unknown role 'nope' in selector 'role:nope'", res.stdout, 1, true)
+    assert.is_nil(res.stdout:find("stack traceback", 1, true))
+    res = pipeline(body, "-v")
+    assert.matches("stack traceback", res.stdout, 1, true)
+  end)
+
   it("fails a stage on hosts when a host fails, unless max_fail allows it", function()
     local res = pipeline(WEB_HOSTS .. [[
 pipeline "p" {

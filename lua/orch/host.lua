@@ -3,6 +3,7 @@
 -- runs anywhere unchanged.
 local fs = require("orch.core.fs")
 local proc = require("orch.proc")
+local task = require("orch.task")
 
 local M = {}
 
@@ -13,7 +14,7 @@ Host.__index = Host
 -- stdout, stderr }. A failure raises, naming the host and command, unless
 -- opts.check == false. opts: env, cwd, stdin, timeout (as orch.proc).
 function Host:exec(cmd, opts)
-  opts = opts or {}
+  opts = task.command_opts(opts or {})
   local res, err = proc.run(cmd, opts)
   if not res then
     if opts.check == false then return nil, err end

@@ -83,10 +83,11 @@ end
 -- One attempt at a stage; returns ok, why.
 local function attempt(self, ctx, stage)
   if stage.on or stage.run then
+    task.set_env(ctx.env)  -- for the commands its code runs, here and on hosts
     local ok, err
     if stage.on then ok, err = xpcall(on_hosts, errors.traceback, self, ctx, stage)
     else ok, err = xpcall(stage.run, errors.traceback, ctx) end
-    if not ok then ctx.log(errors.message(err, true)) end
+    if not ok then ctx.log(errors.message(err, self.run.ui.verbose)) end
     return ok, not ok and errors.message(err) or nil
   end
   for _, cmd in ipairs(stage.sh) do

@@ -50,6 +50,14 @@ end
 -- same name (`package`): use _G.package for Lua's.
 local function environment(run, path, vars, forks)
   local env = setmetatable({}, { __index = _G })
+  -- os.getenv sees the task's environment too: in a pipeline stage's
+  -- function, ORCH_STAGE is there as it is for the stage's commands
+  env.os = setmetatable({ getenv = function(name)
+    local inherited = task.env()
+    local value = inherited and inherited[name]
+    if value ~= nil then return value ~= false and tostring(secret.reveal(value)) or nil end
+    return os.getenv(name)
+  end }, { __index = os })
 
   -- step "name" (fn) or step("name", fn): fn returns true when it changed
   -- something; an error marks the step failed and stops the playbook (or

@@ -6,6 +6,7 @@ local fs = require("orch.core.fs")
 local secret = require("orch.secret")
 local proc = require("orch.proc")
 local host_mod = require("orch.host")
+local task = require("orch.task")
 
 local M = {}
 
@@ -47,7 +48,7 @@ end
 --- Run a command: { code | signal, stdout, stderr, ok }, raising on
 -- failure (naming the host) unless opts.check == false.
 function Remote:exec(cmd, opts)
-  opts = opts or {}
+  opts = task.command_opts(opts or {})
   local line = self:command_line(cmd, opts)
   local stdin = opts.stdin
   if self.become and self.become_password then

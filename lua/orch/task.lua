@@ -24,10 +24,40 @@ function M.set_context(value)
   if t then contexts[t] = value else top_context = value end
 end
 
+-- Environment variables every command a task starts gets, inherited like
+-- the context: a pipeline stage's ORCH_* reach the commands its Lua code
+-- runs, on the hosts its plays reach too.
+local envs = setmetatable({}, { __mode = "k" })
+local top_env
+
+function M.env()
+  local t = loop.current()
+  if t then return envs[t] end
+  return top_env
+end
+
+function M.set_env(env)
+  local t = loop.current()
+  if t then envs[t] = env else top_env = env end
+end
+
+--- A command's options (as orch.proc's) with the task's environment
+-- under the command's own env; opts itself when the task has none.
+function M.command_opts(opts)
+  local inherited = M.env()
+  if not inherited then return opts end
+  local env, copy = {}, {}
+  for k, v in pairs(inherited) do env[k] = v end
+  for k, v in pairs(opts.env or {}) do env[k] = v end
+  for k, v in pairs(opts) do copy[k] = v end
+  copy.env = env
+  return copy
+end
+
 --- Start fn(...) in a new task that inherits this one's context.
 function M.spawn(fn, ...)
   local t = loop.spawn(fn, ...)
-  contexts[t] = M.context()
+  contexts[t], envs[t] = M.context(), M.env()
   return t
 end
 
