@@ -117,6 +117,18 @@ output "b_peer" { value = "b sees " .. a.id }
     assert.equals(3, object("t-z").size)
   end)
 
+  it("names an object by the block's label when the type's name is left out", function()
+    local res = orch("apply", [[
+resource "toy.thing" "solo" { size = 2 }
+resource "toy.thing" "many" { for_each = { "x" } }
+resource "toy.thing" "named" { name = "given" }]], "--auto-approve")
+    assert.equals(0, res.code, res.stdout .. res.stderr)
+    assert.equals(2, object("solo").size)
+    assert.is_table(object("many-x"))
+    assert.is_table(object("given"))
+    assert.is_nil(object("named"))
+  end)
+
   it("takes variables from -var, -var-file, ORCH_VAR_ and defaults; keeps outputs", function()
     support.write(dir .. "/vars.yaml", "size: 7\n")
     local body = [[
@@ -249,7 +261,7 @@ resource "toy.thing" "b" { name = "b", peer = a.id }
       { 'resource "toy.thing" "x" { name = "x", depends_on = { "toy.thing.nope" } }', "infra.lua:1: toy.thing.x refers to toy.thing.nope, which is not declared" },
       { 'resource "toy.thing" "a" { name = "a", depends_on = { "toy.thing.b" } }\nresource "toy.thing" "b" { name = "b", depends_on = { "toy.thing.a" } }',
         "resources form a cycle: toy.thing.a -> toy.thing.b -> toy.thing.a" },
-      { 'resource "toy.thing" "x" { size = 2 }', "toy.thing.x: toy.thing: missing required attribute 'name'" },
+      { 'resource "toy.thing" "x" { size = "big" }', "infra.lua:1: toy.thing.x: toy.thing \"x\": attribute 'size' must be number, got string \"big\"" },
     }
     for _, c in ipairs(cases) do
       local res = orch("plan", c[1])

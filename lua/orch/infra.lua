@@ -212,6 +212,12 @@ function M.new(opts)
     if config.resources[addr] then
       error(("%s: %s is declared twice (first at %s)"):format(at, addr, config.resources[addr].where), 0)
     end
+    -- the block's label names the object when the type has a `name` the
+    -- block leaves out: resource "lab.host" "web01" {} makes host web01
+    local name_attr = typedef.schema and typedef.schema.name
+    if attrs.name == nil and name_attr and not (name_attr.computed and not name_attr.optional) then
+      attrs.name = key and (name .. "-" .. key) or name
+    end
     local r = { address = addr, type = tname, name = name, key = key, typedef = typedef, provider_path = path,
       depends_on = depends_on, lifecycle = meta.lifecycle or {}, where = at }
     set_attrs(r, attrs)
