@@ -22,6 +22,14 @@ local function post(url, body, headers, method)
   return tonumber(code), text
 end
 
+-- git in repo, as an author; its output, trimmed.
+local function git_in(repo, ...)
+  local res = proc.run({ "git", "-C", repo, ... }, { env = { GIT_AUTHOR_NAME = "t", GIT_AUTHOR_EMAIL = "t@t",
+    GIT_COMMITTER_NAME = "t", GIT_COMMITTER_EMAIL = "t@t" } })
+  assert(res.ok, res.stderr)
+  return (res.stdout:gsub("%s+$", ""))
+end
+
 describe("orch serve", function()
   local dir, servers
   before_each(function() dir, servers = support.tmpdir(), {} end)
@@ -140,12 +148,7 @@ pipeline "k" { triggers = { "webhook" }, on_busy = "skip", stage "s" { sh = "sle
 
   it("runs once per new head of a git branch, with ORCH_COMMIT (#5)", function()
     local repo = dir .. "/repo"
-    local function git(...)
-      local res = proc.run({ "git", "-C", repo, ... }, { env = { GIT_AUTHOR_NAME = "t", GIT_AUTHOR_EMAIL = "t@t",
-        GIT_COMMITTER_NAME = "t", GIT_COMMITTER_EMAIL = "t@t" } })
-      assert(res.ok, res.stderr)
-      return (res.stdout:gsub("%s+$", ""))
-    end
+    local function git(...) return git_in(repo, ...) end
     assert(proc.run({ "git", "init", "-q", "-b", "main", repo }).ok)
     git("commit", "-q", "--allow-empty", "-m", "one")
     local body = [[pipeline "built" { triggers = { commit = { repo = "repo", branch = "main", every = 0.2 } },
@@ -171,6 +174,19 @@ pipeline "k" { triggers = { "webhook" }, on_busy = "skip", stage "s" { sh = "sle
     assert.equals(2, #r)
     assert.equals("commit", r[2].trigger)
     assert.equals(three, r[2].detail)
+  end)
+
+  it("watches the branch the repository's HEAD names, and runs the first commit of an empty one", function()
+    local repo = dir .. "/repo"
+    assert(proc.run({ "git", "init", "-q", "-b", "trunk", repo }).ok)
+    local s = serve([[pipeline "built" { triggers = { commit = { repo = "repo", every = 0.2 } },
+      stage "s" { sh = "echo $ORCH_COMMIT $ORCH_BRANCH >> $D/commits" } }]], { no_listen = true })
+    assert.matches("has no commits yet", s.event("error").message, 1, true)
+    git_in(repo, "commit", "-q", "--allow-empty", "-m", "first")
+    local first = git_in(repo, "rev-parse", "HEAD")
+    assert.equals(first, s.event("trigger", "action", "started").detail)
+    assert.equals("ok", s.event("summary").status)
+    assert.equals(first .. " trunk\n", support.read(dir .. "/commits"))
   end)
 
   it("fires a schedule when its time comes, and says when the next one is", function()

@@ -93,9 +93,11 @@ local function check_triggers(name, t, bad)
     for key in pairs(c) do
       if key ~= "repo" and key ~= "branch" and key ~= "every" then bad("commit trigger: unknown key '%s'", tostring(key)) end
     end
-    c.repo, c.branch = c.repo or ".", c.branch or "main"
+    c.repo = c.repo or "."   -- no branch: the one the repository's HEAD names
     c.every = c.every or 30
-    if type(c.repo) ~= "string" or type(c.branch) ~= "string" then bad("commit trigger: repo and branch are strings") end
+    if type(c.repo) ~= "string" or (c.branch ~= nil and type(c.branch) ~= "string") then
+      bad("commit trigger: repo and branch are strings")
+    end
     if type(c.every) ~= "number" or c.every <= 0 then bad("commit trigger: every is a number of seconds above 0") end
   end
   if out.webhook then

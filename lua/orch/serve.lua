@@ -89,39 +89,47 @@ function Server:watch_schedule(p, sched)
   end
 end
 
--- The head of branch in repo (a path or URL): git ls-remote, no checkout.
+-- The head of branch in repo (a path or URL): { sha, branch }, by git
+-- ls-remote, no checkout; { missing = why } when the branch has no commit
+-- yet. No branch: the one the repository's HEAD names (main, master, ...),
+-- found again on every poll.
 local function head_of(repo, branch, dir)
-  local res, err = proc.run({ "git", "ls-remote", "--", repo, "refs/heads/" .. branch },
-    { cwd = dir, timeout = 60, env = { GIT_TERMINAL_PROMPT = "0" } })  -- never wait for a password
+  local argv = branch and { "git", "ls-remote", "--", repo, "refs/heads/" .. branch }
+    or { "git", "ls-remote", "--symref", "--", repo, "HEAD" }
+  local res, err = proc.run(argv, { cwd = dir, timeout = 60, env = { GIT_TERMINAL_PROMPT = "0" } })  -- never wait for a password
   if not res then return nil, err end
   if not res.ok then return nil, ("git ls-remote %s: %s"):format(repo, (res.stderr:gsub("%s+$", ""))) end
-  local sha = res.stdout:match("^(%x+)%s")
-  if not sha then return nil, ("%s has no branch '%s'"):format(repo, branch) end
-  return sha
+  local sha = res.stdout:match("^(%x+)%s") or res.stdout:match("\n(%x+)%s")
+  if not sha then
+    return { missing = branch and ("%s has no branch '%s' yet"):format(repo, branch) or ("%s has no commits yet"):format(repo) }
+  end
+  return { sha = sha, branch = branch or res.stdout:match("ref: refs/heads/(%S+)%s+HEAD") or "HEAD" }
 end
 
 -- commit = { repo, branch, every }: poll the branch's head; a head not seen
 -- before runs the pipeline once with ORCH_COMMIT. The first head ever seen
 -- is recorded, not run: a commit is new when it lands while orch watches
--- (or since it last did: what it saw is kept in the state store).
+-- (or since it last did: what it saw is kept in the state store), so the
+-- first commit of a branch that had none while orch watched is new too.
 function Server:watch_commits(p)
   local c = p.triggers.commit
   local store = assert(state.open(self.store_path))
   local seen = store.db:value("SELECT seen FROM pipeline_triggers WHERE pipeline = ? AND trigger = 'commit'", p.name)
   local last_err
   while not self.stopping do
-    local sha, err = head_of(c.repo, c.branch, self.dir)
-    if not sha and err ~= last_err then
-      self.ui:error(("pipeline %s: commit trigger: %s"):format(p.name, err))
-    end
+    local head, err = head_of(c.repo, c.branch, self.dir)
+    local sha = head and head.sha
+    err = err or (head and head.missing)
+    if err and err ~= last_err then self.ui:error(("pipeline %s: commit trigger: %s"):format(p.name, err)) end
     last_err = err
+    if head and head.missing then seen = seen or "" end
     if sha and sha ~= seen then
       store.db:exec("INSERT OR REPLACE INTO pipeline_triggers (pipeline, trigger, seen, updated)"
         .. " VALUES (?, 'commit', ?, ?)", p.name, sha, loop.time())
       if seen then
-        self:fire(p.name, { kind = "commit", detail = sha, env = { ORCH_COMMIT = sha, ORCH_BRANCH = c.branch } })
+        self:fire(p.name, { kind = "commit", detail = sha, env = { ORCH_COMMIT = sha, ORCH_BRANCH = head.branch } })
       else
-        self:emit({ pipeline = p.name, trigger = "commit", detail = sha, action = "watching " .. c.branch })
+        self:emit({ pipeline = p.name, trigger = "commit", detail = sha, action = "watching " .. head.branch })
       end
       seen = sha
     end
