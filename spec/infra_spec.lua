@@ -352,7 +352,7 @@ resource "command" "c" { cmd = "touch $D/app/marker", creates = "$D/app/marker" 
   it("runs the file's plays after apply, on hosts whose attributes come from resources", function()
     local body = [[
 local t = resource "toy.thing" "box" { name = "box" }
-host "box" { connection = "local", roles = { "boxes" }, vars = { id = t.id } }
+host(t.name, { connection = "local", roles = { "boxes" }, vars = { id = t.id } })
 play "configure" { on = "role:boxes", function(h)
   file { "$D/configured", content = h.name .. " has " .. h.vars.id .. "\n" }
 end }

@@ -161,6 +161,23 @@ describe("orch play", function()
     assert.matches("-e expects KEY=VALUE, got 'novalue'", res.stderr, 1, true)
   end)
 
+  it("takes host and play with their table as a second argument too, with file:line in errors", function()
+    local res = play(dir, [[
+host("x1", { connection = "local", roles = { "web" } })
+host "x2" { connection = "local", roles = { "web" } }
+play("p", { on = "role:web", function(h) log("on " .. h.name) end })
+]])
+    assert.equals(0, res.code, res.stdout .. res.stderr)
+    assert.matches("on x1", res.stdout, 1, true)
+    assert.matches("on x2", res.stdout, 1, true)
+    res = play(dir, 'host("x1", { connection = "local" })\nhost("x3", { adress = "10.0.0.1" })\n')
+    assert.equals(2, res.code)
+    assert.matches("site.lua:2: host 'x3': unknown attribute 'adress'", res.stderr, 1, true)
+    res = play(dir, 'host("x1", { connection = "local" })\n\nplay("p", { on = "nope", function() end })\n')
+    assert.equals(2, res.code)
+    assert.matches("site.lua:3: play 'p': unknown host 'nope'", res.stderr, 1, true)
+  end)
+
   it("runs steps from concurrent tasks and counts them all", function()
     local res = play(dir, table.concat({
       'local r = task.map({1, 2, 3, 4}, 2, function(i)',

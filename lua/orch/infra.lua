@@ -273,20 +273,29 @@ function M.new(opts)
 
   -- host and play wait for apply: a host's address may be a reference to
   -- the lab.host that apply makes, and a play configures what exists
+  -- (host "name" { ... } or host(name, { ... }), as in a playbook)
   config.after = {}
-  function dsl.host(name)
-    if type(name) ~= "string" then error("host needs a name (a string)", 2) end
-    return function(attrs)
-      config.after[#config.after + 1] = { kind = "host", name = name, attrs = freeze(attrs or {}), where = where(2) }
+  function dsl.host(name, attrs)
+    if type(name) ~= "string" and not is_ref(name) and getmetatable(name) ~= Concat then
+      error("host needs a name (a string, or a reference such as web.name)", 2)
     end
+    local at = where(2)
+    local function add(a)
+      config.after[#config.after + 1] = { kind = "host", name = freeze(name), attrs = freeze(a or {}), where = at }
+    end
+    if attrs ~= nil then return add(attrs) end
+    return add
   end
-  function dsl.play(name)
+  function dsl.play(name, spec)
     if type(name) ~= "string" then error("play needs a name (a string)", 2) end
-    return function(spec)
-      local ok, err = pcall(require("orch.play").check, name, spec)
-      if not ok then error(err, 2) end
-      config.after[#config.after + 1] = { kind = "play", name = name, spec = spec, where = where(2) }
+    local at = where(2)
+    local function add(s)
+      local ok, err = pcall(require("orch.play").check, name, s)
+      if not ok then error(("%s: %s"):format(at, err), 0) end
+      config.after[#config.after + 1] = { kind = "play", name = name, spec = s, where = at }
     end
+    if spec ~= nil then return add(spec) end
+    return add
   end
 
   -- each.key / each.value inside a for_each resource

@@ -175,9 +175,10 @@ function M.run_after(config, ws, run)
   local ok = true
   for _, item in ipairs(config.after) do
     if item.kind == "host" then
-      local attrs = infra.resolve(item.attrs, lookup)
-      local added, err = pcall(run.inventory.add_host, run.inventory, item.name, attrs, item.where)
-      if not added then error(err, 0) end
+      local name, attrs = infra.resolve(item.name, lookup), infra.resolve(item.attrs, lookup)
+      if type(name) ~= "string" then error(("%s: host's name is %s, not a string"):format(item.where, type(name)), 0) end
+      local added, err = pcall(run.inventory.add_host, run.inventory, name, attrs, item.where)
+      if not added then error(("%s: %s"):format(item.where, err), 0) end
     else
       ok = require("orch.play").run(run, item.name, item.spec) and ok
     end

@@ -151,26 +151,32 @@ local function environment(run, path, vars, forks)
     if not ok then error(err, 2) end
   end
 
-  local function host(name)
+  -- (or host(name, { ... }); play likewise)
+  local function host(name, attrs)
     if type(name) ~= "string" then error("host needs a name (a string), got " .. type(name), 2) end
     local where = caller(2)
-    return function(attrs)
-      local ok, err = pcall(run.inventory.add_host, run.inventory, name, attrs or {}, where)
-      if not ok then error(err, 2) end
+    local function add(a)
+      local ok, err = pcall(run.inventory.add_host, run.inventory, name, a or {}, where)
+      if not ok then error(("%s: %s"):format(where, err), 0) end
     end
+    if attrs ~= nil then return add(attrs) end
+    return add
   end
 
   -- play "name" { on = SELECTOR, serial =, max_fail =, function(h) ... end,
   -- handlers = {...}, rollback = function(h) ... end }
-  local function play(name)
+  local function play(name, spec)
     if type(name) ~= "string" then error("play needs a name (a string), got " .. type(name), 2) end
-    return function(spec)
-      local ok, err = pcall(play_mod.check, name, spec)
-      if not ok then error(err, 2) end
-      ok, err = pcall(selector.select, run.inventory, spec.on)
-      if not ok then error(("play '%s': %s"):format(name, err), 2) end
-      return play_mod.run(run, name, spec)
+    local where = caller(2)
+    local function start(s)
+      local ok, err = pcall(play_mod.check, name, s)
+      if not ok then error(("%s: %s"):format(where, err), 0) end
+      ok, err = pcall(selector.select, run.inventory, s.on)
+      if not ok then error(("%s: play '%s': %s"):format(where, name, err), 0) end
+      return play_mod.run(run, name, s)
     end
+    if spec ~= nil then return start(spec) end
+    return start
   end
 
   env.inventory, env.host, env.play = inventory, host, play
