@@ -1,9 +1,9 @@
 /*
 ** ssh.c: orch.core.ssh, libssh2 sessions driven by the event loop: connect
-** and handshake, host keys against known_hosts, authentication, exec
-** channels. One session per host carries every operation concurrently;
-** sftp.c adds the file operations. Policy (which key, which config) is
-** Lua's (orch.ssh).
+** and handshake, and exec channels. One session per host carries every
+** operation concurrently; ssh_auth.c adds host keys and authentication,
+** sftp.c the file operations. Policy (which key, which config) is Lua's
+** (orch.ssh).
 */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -15,8 +15,6 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
-
-#include <openssl/evp.h>
 
 #include "ssh.h"
 
@@ -48,7 +46,7 @@ void ssh_op_free (ssh_op *o) {
 
 static void session_poll (ssh_session *s);
 
-static void unqueue (ssh_op *o) {
+void ssh_op_unqueue (ssh_op *o) {
   ssh_op **pp;
   if (!o->queued) return;
   for (pp = &o->sess->waiting; *pp; pp = &(*pp)->next)
@@ -119,7 +117,7 @@ static void session_poll (ssh_session *s) {
 
 static void op_cancel (orch_wait *w) {
   ssh_op *o = (ssh_op *)w;
-  unqueue(o);
+  ssh_op_unqueue(o);
   ssh_op_free(o);
 }
 
@@ -320,7 +318,7 @@ static void on_connect_timeout (uv_timer_t *t) {
   ssh_session *s = t->data;
   ssh_op *o = s->waiting;
   if (o && o->step == step_connect) {
-    unqueue(o);
+    ssh_op_unqueue(o);
     o->status = OP_FAIL;
     o->err = ERRNO_ERR(ETIMEDOUT);
     orch_wake(&o->w);
@@ -404,302 +402,6 @@ static int ssh_session_new (lua_State *L) {
   }
   uv_timer_start(&s->timer, on_connect_timeout, (uint64_t)(timeout * 1000), 0);
   return ssh_op_run(L, o, connected);
-}
-
-
-/* ---- host keys ---- */
-
-static const char *key_type_name (int type) {
-  switch (type) {
-    case LIBSSH2_HOSTKEY_TYPE_RSA: return "ssh-rsa";
-    case LIBSSH2_HOSTKEY_TYPE_DSS: return "ssh-dss";
-    case LIBSSH2_HOSTKEY_TYPE_ECDSA_256: return "ecdsa-sha2-nistp256";
-    case LIBSSH2_HOSTKEY_TYPE_ECDSA_384: return "ecdsa-sha2-nistp384";
-    case LIBSSH2_HOSTKEY_TYPE_ECDSA_521: return "ecdsa-sha2-nistp521";
-#ifdef LIBSSH2_HOSTKEY_TYPE_ED25519
-    case LIBSSH2_HOSTKEY_TYPE_ED25519: return "ssh-ed25519";
-#endif
-    default: return "unknown";
-  }
-}
-
-static int knownhost_key_bits (int type) {
-  switch (type) {
-    case LIBSSH2_HOSTKEY_TYPE_RSA: return LIBSSH2_KNOWNHOST_KEY_SSHRSA;
-    case LIBSSH2_HOSTKEY_TYPE_DSS: return LIBSSH2_KNOWNHOST_KEY_SSHDSS;
-    case LIBSSH2_HOSTKEY_TYPE_ECDSA_256: return LIBSSH2_KNOWNHOST_KEY_ECDSA_256;
-    case LIBSSH2_HOSTKEY_TYPE_ECDSA_384: return LIBSSH2_KNOWNHOST_KEY_ECDSA_384;
-    case LIBSSH2_HOSTKEY_TYPE_ECDSA_521: return LIBSSH2_KNOWNHOST_KEY_ECDSA_521;
-#ifdef LIBSSH2_HOSTKEY_TYPE_ED25519
-    case LIBSSH2_HOSTKEY_TYPE_ED25519: return LIBSSH2_KNOWNHOST_KEY_ED25519;
-#endif
-    default: return LIBSSH2_KNOWNHOST_KEY_UNKNOWN;
-  }
-}
-
-/* [..] -> [.., "SHA256:base64"] of a raw key blob, as ssh-keygen -l shows */
-static void push_fingerprint (lua_State *L, const unsigned char *key, size_t len) {
-  unsigned char md[32], b64[48];
-  unsigned int mdlen = 0;
-  int n;
-  EVP_Digest(key, len, md, &mdlen, EVP_sha256(), NULL);
-  n = EVP_EncodeBlock(b64, md, (int)mdlen);
-  while (n > 0 && b64[n - 1] == '=') n--;   /* OpenSSH drops the padding */
-  lua_pushfstring(L, "SHA256:%s", "");
-  lua_pushlstring(L, (const char *)b64, (size_t)n);
-  lua_concat(L, 2);
-}
-
-/*
-** sess:check_host_key(known_hosts, host, port [, accept_new]) ->
-** "match" | "added" | nil, message, "EHOSTKEY_CHANGED" | "EHOSTKEY_UNKNOWN"
-** The message of a changed key shows both fingerprints.
-*/
-static int ssh_check_host_key (lua_State *L) {
-  ssh_session *s = ssh_check(L, 1);
-  const char *file = luaL_checkstring(L, 2);
-  const char *host = luaL_checkstring(L, 3);
-  int port = (int)luaL_checkinteger(L, 4);
-  int accept_new = lua_toboolean(L, 5);
-  size_t len;
-  int type, rc, mask;
-  const char *key = libssh2_session_hostkey(s->s, &len, &type);
-  LIBSSH2_KNOWNHOSTS *kh;
-  struct libssh2_knownhost *entry = NULL;
-  if (key == NULL) return orch_failmsg(L, "EHOSTKEY", "%s: the server sent no host key", s->label);
-  kh = libssh2_knownhost_init(s->s);
-  if (kh == NULL) return luaL_error(L, "out of memory");
-  libssh2_knownhost_readfile(kh, file, LIBSSH2_KNOWNHOST_FILE_OPENSSH);  /* missing: empty */
-  mask = LIBSSH2_KNOWNHOST_TYPE_PLAIN | LIBSSH2_KNOWNHOST_KEYENC_RAW | knownhost_key_bits(type);
-  rc = libssh2_knownhost_checkp(kh, host, port, key, len, mask, &entry);
-  if (rc == LIBSSH2_KNOWNHOST_CHECK_MATCH) {
-    libssh2_knownhost_free(kh);
-    lua_pushliteral(L, "match");
-    return 1;
-  }
-  if (rc == LIBSSH2_KNOWNHOST_CHECK_MISMATCH) {
-    /* the entry's key is base64 of the blob: decode it to fingerprint it */
-    unsigned char blob[8192];
-    int n = entry && entry->key ? EVP_DecodeBlock(blob, (const unsigned char *)entry->key,
-                                                  (int)strlen(entry->key)) : -1;
-    size_t klen = strlen(entry && entry->key ? entry->key : "");
-    luaL_pushfail(L);
-    push_fingerprint(L, (const unsigned char *)key, len);   /* [nil, offered] */
-    if (n > 0) {
-      while (klen > 0 && entry->key[klen - 1] == '=') { n--; klen--; }  /* padding decodes to 0s */
-      push_fingerprint(L, blob, (size_t)n);
-    } else {
-      lua_pushliteral(L, "(unreadable)");
-    }                                                       /* [nil, offered, known] */
-    lua_pushfstring(L, "%s: HOST KEY CHANGED: the server offers %s key %s, but %s has %s for "
-                    "this host; refusing to connect (if the change is expected, remove the old "
-                    "entry: ssh-keygen -R '[%s]:%d' -f %s)", s->label, key_type_name(type),
-                    lua_tostring(L, -2), file, lua_tostring(L, -1), host, port, file);
-    lua_replace(L, -3);
-    lua_pop(L, 1);
-    lua_pushliteral(L, "EHOSTKEY_CHANGED");
-    libssh2_knownhost_free(kh);
-    return 3;
-  }
-  if (!accept_new) {
-    libssh2_knownhost_free(kh);
-    luaL_pushfail(L);
-    push_fingerprint(L, (const unsigned char *)key, len);
-    lua_pushfstring(L, "%s: unknown host key (%s %s) not in %s; add it (ssh-keyscan -p %d %s >> %s) "
-                    "or set host_key_checking = \"accept-new\"", s->label, key_type_name(type),
-                    lua_tostring(L, -1), file, port, host, file);
-    lua_remove(L, -2);
-    lua_pushliteral(L, "EHOSTKEY_UNKNOWN");
-    return 3;
-  }
-  {  /* accept-new: append the line ourselves; writefile would rewrite the file */
-    char line[16384], name[300];
-    size_t outlen = 0;
-    struct libssh2_knownhost *added = NULL;
-    FILE *f;
-    if (port == 22) snprintf(name, sizeof name, "%s", host);
-    else snprintf(name, sizeof name, "[%s]:%d", host, port);
-    rc = libssh2_knownhost_addc(kh, name, NULL, key, len, NULL, 0, mask, &added);
-    if (rc == 0) rc = libssh2_knownhost_writeline(kh, added, line, sizeof line, &outlen,
-                                                  LIBSSH2_KNOWNHOST_FILE_OPENSSH);
-    libssh2_knownhost_free(kh);
-    if (rc != 0) return orch_failmsg(L, "EHOSTKEY", "%s: cannot record the host key", s->label);
-    f = fopen(file, "ae");
-    if (f == NULL) return orch_fail(L, file, errno);
-    fwrite(line, 1, outlen, f);
-    if (fclose(f) != 0) return orch_fail(L, file, errno);
-    lua_pushliteral(L, "added");
-    return 1;
-  }
-}
-
-/* sess:host_key() -> type name, fingerprint */
-static int ssh_host_key (lua_State *L) {
-  ssh_session *s = ssh_check(L, 1);
-  size_t len;
-  int type;
-  const char *key = libssh2_session_hostkey(s->s, &len, &type);
-  if (key == NULL) return 0;
-  lua_pushstring(L, key_type_name(type));
-  push_fingerprint(L, (const unsigned char *)key, len);
-  return 2;
-}
-
-
-/* ---- authentication ---- */
-
-static int step_auth_list (ssh_op *o) {
-  char *list = libssh2_userauth_list(o->sess->s, o->a, (unsigned int)strlen(o->a));
-  if (list) {
-    ssh_buf_add(&o->out, list, strlen(list));
-    return OP_DONE;
-  }
-  if (libssh2_userauth_authenticated(o->sess->s)) return OP_DONE;  /* "none" worked */
-  if (libssh2_session_last_errno(o->sess->s) == LIBSSH2_ERROR_EAGAIN) return OP_AGAIN;
-  o->err = libssh2_session_last_errno(o->sess->s);
-  return OP_FAIL;
-}
-
-static int auth_listed (lua_State *L, int status, lua_KContext ctx) {
-  ssh_op *o = (ssh_op *)ctx;
-  int n;
-  if (o->status != OP_DONE) { n = ssh_op_fail(L, o, "cannot list auth methods"); ssh_op_free(o); return n; }
-  lua_newtable(L);
-  if (o->out.len > 0) {
-    char *p = o->out.data, *end = o->out.data + o->out.len;
-    int i = 1;
-    while (p < end) {
-      char *comma = memchr(p, ',', (size_t)(end - p));
-      size_t l = comma ? (size_t)(comma - p) : (size_t)(end - p);
-      lua_pushlstring(L, p, l);
-      lua_rawseti(L, -2, i++);
-      p += l + 1;
-    }
-  }
-  ssh_op_free(o);
-  return 1;
-}
-
-/* sess:auth_methods(user) -> { "publickey", "password", ... } ({} if "none" let us in) */
-static int ssh_auth_methods (lua_State *L) {
-  ssh_session *s = ssh_check(L, 1);
-  ssh_op *o;
-  luaL_checkstring(L, 2);
-  lua_settop(L, 2);
-  o = ssh_op_new(L, s, step_auth_list);
-  o->a = lua_tostring(L, 2);
-  return ssh_op_run(L, o, auth_listed);
-}
-
-static int step_auth_key (ssh_op *o) {
-  int rc = libssh2_userauth_publickey_fromfile_ex(o->sess->s, o->a, (unsigned int)strlen(o->a),
-                                                  NULL, o->b, o->data);
-  if (rc == LIBSSH2_ERROR_EAGAIN) return OP_AGAIN;
-  o->err = rc;
-  return rc == 0 ? OP_DONE : OP_FAIL;
-}
-
-static int step_auth_password (ssh_op *o) {
-  int rc = libssh2_userauth_password_ex(o->sess->s, o->a, (unsigned int)strlen(o->a),
-                                        o->data, (unsigned int)o->len, NULL);
-  if (rc == LIBSSH2_ERROR_EAGAIN) return OP_AGAIN;
-  o->err = rc;
-  return rc == 0 ? OP_DONE : OP_FAIL;
-}
-
-static int authed (lua_State *L, int status, lua_KContext ctx) {
-  ssh_op *o = (ssh_op *)ctx;
-  if (o->status == OP_DONE) { lua_pushboolean(L, 1); return 1; }
-  return ssh_op_fail(L, o, "authentication failed");
-}
-
-/* sess:auth_key(user, private_key_path [, passphrase]) -> true | fail */
-static int ssh_auth_key (lua_State *L) {
-  ssh_session *s = ssh_check(L, 1);
-  ssh_op *o;
-  luaL_checkstring(L, 2);
-  luaL_checkstring(L, 3);
-  luaL_optstring(L, 4, NULL);
-  lua_settop(L, 4);
-  o = ssh_op_new(L, s, step_auth_key);
-  o->a = lua_tostring(L, 2);
-  o->b = lua_tostring(L, 3);
-  o->data = lua_tostring(L, 4);
-  return ssh_op_run(L, o, authed);
-}
-
-/* sess:auth_password(user, password) -> true | fail */
-static int ssh_auth_password (lua_State *L) {
-  ssh_session *s = ssh_check(L, 1);
-  ssh_op *o;
-  luaL_checkstring(L, 2);
-  luaL_checkstring(L, 3);
-  lua_settop(L, 3);
-  o = ssh_op_new(L, s, step_auth_password);
-  o->a = lua_tostring(L, 2);
-  o->data = lua_tolstring(L, 3, &o->len);
-  return ssh_op_run(L, o, authed);
-}
-
-/*
-** The agent speaks over its own unix socket, blocking but local and quick;
-** only the signature exchange with the server goes through the loop.
-*/
-typedef struct agent_op {
-  ssh_op op;                /* first */
-  LIBSSH2_AGENT *agent;
-  struct libssh2_agent_publickey *id;
-} agent_op;
-
-static int step_auth_agent (ssh_op *o) {
-  agent_op *a = (agent_op *)o;
-  while (a->id) {
-    int rc = libssh2_agent_userauth(a->agent, o->a, a->id);
-    if (rc == LIBSSH2_ERROR_EAGAIN) return OP_AGAIN;
-    if (rc == 0) return OP_DONE;
-    o->err = rc;
-    if (libssh2_agent_get_identity(a->agent, &a->id, a->id) != 0) a->id = NULL;
-    o->moved = 1;
-  }
-  return OP_FAIL;
-}
-
-static int agent_authed (lua_State *L, int status, lua_KContext ctx) {
-  agent_op *a = (agent_op *)ctx;
-  libssh2_agent_disconnect(a->agent);
-  libssh2_agent_free(a->agent);
-  if (a->op.status == OP_DONE) { lua_pushboolean(L, 1); return 1; }
-  return ssh_op_fail(L, &a->op, "the agent's keys were refused");
-}
-
-static void agent_cancel (orch_wait *w) {
-  agent_op *a = (agent_op *)w;
-  unqueue(&a->op);
-  libssh2_agent_disconnect(a->agent);
-  libssh2_agent_free(a->agent);
-}
-
-/* sess:auth_agent(user) -> true | fail (no agent, no keys, or refused) */
-static int ssh_auth_agent (lua_State *L) {
-  ssh_session *s = ssh_check(L, 1);
-  agent_op *a;
-  luaL_checkstring(L, 2);
-  lua_settop(L, 2);
-  a = lua_newuserdatauv(L, sizeof *a, 0);
-  memset(a, 0, sizeof *a);
-  orch_wait_init(&a->op.w);
-  a->op.w.cancel = agent_cancel;
-  a->op.sess = s;
-  a->op.step = step_auth_agent;
-  a->op.a = lua_tostring(L, 2);
-  a->agent = libssh2_agent_init(s->s);
-  if (a->agent == NULL) return luaL_error(L, "out of memory");
-  if (libssh2_agent_connect(a->agent) != 0 || libssh2_agent_list_identities(a->agent) != 0 ||
-      libssh2_agent_get_identity(a->agent, &a->id, NULL) != 0) {
-    libssh2_agent_free(a->agent);
-    return orch_failmsg(L, "ENOAGENT", "%s: no ssh-agent with keys (SSH_AUTH_SOCK)", s->label);
-  }
-  return ssh_op_run(L, &a->op, agent_authed);
 }
 
 
@@ -900,9 +602,6 @@ static const luaL_Reg session_meta[] = {
   {"__gc", ssh_gc}, {"__close", ssh_close}, {"__tostring", ssh_tostring}, {NULL, NULL}
 };
 static const luaL_Reg session_methods[] = {
-  {"host_key", ssh_host_key}, {"check_host_key", ssh_check_host_key},
-  {"auth_methods", ssh_auth_methods}, {"auth_key", ssh_auth_key},
-  {"auth_password", ssh_auth_password}, {"auth_agent", ssh_auth_agent},
   {"exec", ssh_exec}, {"keepalive", ssh_keepalive}, {"stats", ssh_stats},
   {"close", ssh_close}, {NULL, NULL}
 };
@@ -915,6 +614,7 @@ int luaopen_orch_core_ssh (lua_State *L) {
   orch_newclass(L, SESSION_MT, session_meta, session_methods);
   luaL_getmetatable(L, SESSION_MT);        /* [mt] */
   lua_getfield(L, -1, "__index");          /* [mt, methods] */
+  orch_ssh_auth_methods(L);
   orch_ssh_sftp_methods(L);
   lua_pop(L, 2);
   luaL_newlib(L, ssh_funcs);

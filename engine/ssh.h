@@ -1,6 +1,6 @@
 /*
-** ssh.h: what ssh.c (sessions, exec) and sftp.c share: a session on the
-** event loop, and the non-blocking operations that run on it.
+** ssh.h: what ssh.c (sessions, exec), ssh_auth.c and sftp.c share: a
+** session on the event loop, and the non-blocking operations that run on it.
 */
 #ifndef ORCH_SSH_H
 #define ORCH_SSH_H
@@ -72,6 +72,8 @@ int ssh_op_run (lua_State *L, ssh_op *o, lua_KFunction k);
 /* [..] -> [.., op]: a zeroed op for the session at stack index 1. */
 ssh_op *ssh_op_new (lua_State *L, ssh_session *sess, ssh_step step);
 void ssh_op_free (ssh_op *o);
+/* Takes o off its session's queue (when a waiting task is cancelled). */
+void ssh_op_unqueue (ssh_op *o);
 /* The fail tuple for an op that failed: nil, "host: what: why", CODE. */
 int ssh_op_fail (lua_State *L, ssh_op *o, const char *what);
 ssh_session *ssh_check (lua_State *L, int idx);
@@ -81,5 +83,6 @@ int ssh_buf_add (ssh_buf *b, const char *data, size_t n);
 int ssh_sftp_acquire (ssh_op *o);
 
 void orch_ssh_sftp_methods (lua_State *L);
+void orch_ssh_auth_methods (lua_State *L);
 
 #endif
