@@ -345,6 +345,7 @@ resource "command" "c" { cmd = "touch $D/app/marker", creates = "$D/app/marker" 
     assert.matches("~ file.f  will be updated in place", res.stdout, 1, true)
     res = orch("destroy", nil, "--auto-approve")
     assert.equals(0, res.code, res.stdout)
+    assert.matches("Destroy complete: 5 destroyed.", res.stdout, 1, true)
     assert.is_nil(fs.stat(dir .. "/app"))
     assert.is_nil(fs.lstat(dir .. "/current"))
   end)

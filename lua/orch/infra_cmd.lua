@@ -291,8 +291,12 @@ function M.converge_locked(cmd, opts, file, plan_file, saved, env)
       :format(ui:paint("failed", "Apply incomplete"), failures, failures == 1 and "" or "s"))
     return finish(1)
   end
-  io.stdout:write(("\n%s: %d added, %d changed, %d destroyed.\n"):format(ui:paint("ok", "Apply complete"),
-    c.add, c.change, c.destroy))
+  if cmd == "destroy" then
+    io.stdout:write(("\n%s: %d destroyed.\n"):format(ui:paint("ok", "Destroy complete"), c.destroy))
+  else
+    io.stdout:write(("\n%s: %d added, %d changed, %d destroyed.\n"):format(ui:paint("ok", "Apply complete"),
+      c.add, c.change, c.destroy))
+  end
   show_outputs(ui, ws)
   return finish(M.after_apply(cmd, ui, run, config, ws))
 end
