@@ -1,8 +1,9 @@
 -- lab.lua: the whole story on one machine: three hosts (network
 -- namespaces with their own sshd), a PostgreSQL database and an HAProxy
 -- load balancer, made by `orch apply`; then a play configures the hosts over
--- SSH: a small web app on port 80 that answers with its host name and reads
--- its database URL from an env_file. Needs root.
+-- SSH: a small web app on port 80 that answers with its host name and
+-- whether it reaches the database, whose URL it reads from an env_file.
+-- Needs root.
 --
 --   orch apply playbooks/lab.lua --auto-approve
 --   curl -s http://127.0.0.1:8080/      # again and again: web1, web2, web3
@@ -40,19 +41,27 @@ resource "file" "known_hosts" { path = known_hosts, content = known, mode = "060
 
 for i = 1, var.hosts do
   host ("web" .. i) { address = web[i].address, user = "root", key_file = key, known_hosts = known_hosts,
-    roles = { "web" }, vars = { db_url = db.url } }
+    roles = { "web" }, vars = { db_url = db.lab_url } }
 end
 
 -- The app: in each host's own folder (lab.host's, so it goes when the
 -- host does), started in the host's namespace, on its own address.
 local APP = [[
-import http.server, sys
+import http.server, subprocess, sys
 name, env_path = sys.argv[1], sys.argv[2]
 env = dict(line.rstrip("\n").split("=", 1) for line in open(env_path) if "=" in line)
-db = env.get("DATABASE_URL", "").strip('"').rsplit("@", 1)[-1]   # host:port/name, never the password
+url = env.get("DATABASE_URL", "").strip('"')
+db = url.rsplit("@", 1)[-1]   # host:port/name, never the password
+def database():   # a query over the lab network, logged in with the URL's password
+    try:
+        r = subprocess.run(["psql", "-X", "-At", "-w", url, "-c", "select 'connected'"],
+                           capture_output=True, text=True, timeout=5)
+        return r.stdout.strip() if r.returncode == 0 else "unreachable"
+    except Exception:
+        return "unreachable"
 class Hello(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
-        body = ("hello from %s (database %s)\n" % (name, db)).encode()
+        body = ("hello from %s (database %s: %s)\n" % (name, db, database())).encode()
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()

@@ -30,7 +30,8 @@ describe("playbooks/lab.lua", function()
     local seen = {}
     support.eventually(function()
       local res = proc.run({ "curl", "-s", "-m", "2", "http://127.0.0.1:8080/" })
-      local who = res.stdout:match("^hello from (web%d) %(database 127%.0%.0%.1:%d+/app%)")
+      -- each app logs in to the database over the lab network
+      local who = res.stdout:match("^hello from (web%d) %(database 10%.77%.0%.1:%d+/app: connected%)")
       if who then seen[who] = true end
       return seen.web1 and seen.web2
     end, "answered by web1 and web2")

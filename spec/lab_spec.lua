@@ -320,6 +320,10 @@ describe("lab.database", function()
     assert.equals(want.user .. " " .. want.name .. "\n", r.stdout)
     assert.equals("postgres", support.read("/proc/" .. db.pid .. "/comm"):match("%S+"))
     assert.same(db, db_t.read(lab.ctx, db))
+    -- lab_url: on the bridge's address, where lab hosts reach it, by password
+    assert.matches("@10%.77%.0%.1:" .. db.port .. "/" .. want.name .. "$", db.lab_url)
+    r = run({ "psql", "-X", "-At", "-w", db.lab_url, "-c", "select inet_server_addr()" })
+    assert.equals("10.77.0.1\n", r.stdout, r.stderr)
 
     -- a new password: in place, same server
     local old_url = db.url
@@ -351,6 +355,7 @@ describe("lab.database", function()
     assert.equals(want.user, have.user)
 
     db_t.delete(lab.ctx, db2)
+    assert.is_nil(links().orch0)   -- the bridge it made goes with it
     assert.falsy(support.alive(db2.pid))
     assert.is_nil(fs.stat(sock))
     assert.is_nil(fs.stat(data))   -- the project's folder goes with its last cluster

@@ -1,6 +1,6 @@
 -- lab/common.lua: what lab's types share: the root check, the provider's
 -- folder, one lock for what the machine has only one of (the bridge, the
--- address pool, ports), and processes: alive, ours, stopped.
+-- address pool, ports), processes (alive, ours, stopped) and the bridge.
 local fs = require("orch.core.fs")
 local loop = require("orch.core.loop")
 local task = require("orch.task")
@@ -154,6 +154,52 @@ function M.free_port(ctx, from, taken)
     end
   end
   error(("lab: no free TCP port from %d up"):format(from), 0)
+end
+
+-- ---- the bridge, which lab hosts and databases share ----
+
+M.BRIDGE, M.GATEWAY = "orch0", "10.77.0.1"
+-- Who holds which address: /run/orch-lab/<namespace> holds its address and
+-- the pid of the orch that claimed it. In /run (tmpfs), so claims go with
+-- the namespaces at a reboot.
+M.CLAIMS = "/run/orch-lab"
+
+--- The bridge, made on first use: 10.77.0.1/24, up. Under the lock.
+function M.ensure_bridge(ctx)
+  local flags = ctx.host:read("/sys/class/net/" .. M.BRIDGE .. "/flags")
+  if not flags then
+    ctx.host:exec({ "ip", "-batch", "-" }, { stdin = ("link add %s type bridge\naddr add %s/24 dev %s\nlink set %s up\n")
+      :format(M.BRIDGE, M.GATEWAY, M.BRIDGE, M.BRIDGE) })
+  elseif (tonumber((flags:gsub("%s", ""))) or 0) & 1 == 0 then
+    ctx.host:exec({ "ip", "link", "set", M.BRIDGE, "up" })
+  end
+end
+
+-- Does a socket listen on the bridge's address (a lab database)? As
+-- /proc/net/tcp writes it: the address's bytes in reverse, in hex.
+local function gateway_listened(ctx)
+  local a, b, c, d = M.GATEWAY:match("^(%d+)%.(%d+)%.(%d+)%.(%d+)$")
+  local hex = ("%02X%02X%02X%02X"):format(tonumber(d), tonumber(c), tonumber(b), tonumber(a))
+  for addr, st in (ctx.host:read("/proc/net/tcp") or ""):gmatch("\n%s*%d+:%s+(%x+):%x+%s+%x+:%x+%s+(%x+)") do
+    if addr == hex and st == "0A" then return true end
+  end
+  return false
+end
+
+--- The bridge goes with the last thing on it: no orch- namespace, no
+-- claim on an address (a host being made), nothing listening on its
+-- address. Under the lock; true when it is gone.
+function M.release_bridge(ctx)
+  for _, e in ipairs(ctx.host:walk("/run/netns") or {}) do
+    if e.path:match("^orch%-[^/]*$") then return false end
+  end
+  for _, e in ipairs(ctx.host:walk(M.CLAIMS) or {}) do
+    if not e.path:find("/") then return false end
+  end
+  if gateway_listened(ctx) then return false end
+  if ctx.host:stat("/sys/class/net/" .. M.BRIDGE) then ctx.host:exec({ "ip", "link", "del", M.BRIDGE }) end
+  ctx.host:remove(M.CLAIMS)
+  return true
 end
 
 --- Remove a tree if it is there (fs.remove says false for "nothing there").

@@ -1,6 +1,7 @@
 -- lab/database.lua: lab.database, a PostgreSQL instance of its own from
--- Debian's binaries: a cluster under the provider's folder, run as the
--- postgres user, on 127.0.0.1, with one role owning one database.
+-- Debian's binaries: a cluster under /var/lib/orch-lab, run as the
+-- postgres user, with one role owning one database. It listens on
+-- 127.0.0.1 and on the lab bridge's address, where lab hosts reach it.
 local common = ...
 local secret = require("orch.secret")
 
@@ -115,8 +116,8 @@ local function url_part(s)
   return (s:gsub("[^%w%-._~]", function(c) return ("%%%02X"):format(c:byte()) end))
 end
 
-local function url_of(user, password, port, name)
-  return ("postgresql://%s:%s@127.0.0.1:%d/%s"):format(url_part(user), url_part(password), port, url_part(name))
+local function url_of(address, user, password, port, name)
+  return ("postgresql://%s:%s@%s:%d/%s"):format(url_part(user), url_part(password), address, port, url_part(name))
 end
 
 -- Settings of ours, included from postgresql.conf: changing the port
@@ -124,7 +125,7 @@ end
 local function orch_conf(dir, port)
   return table.concat({
     "# written by orch (lab.database); included from postgresql.conf",
-    "listen_addresses = '127.0.0.1'",
+    "listen_addresses = '127.0.0.1," .. common.GATEWAY .. "'",
     "port = " .. port,
     "unix_socket_directories = '" .. dir .. "'",
     "",
@@ -142,6 +143,9 @@ local function pg_ctl(ctx, dir, action, opts)
     argv[#argv + 1] = "fast"
   end
   argv[#argv + 1] = action
+  -- its address must be there when the server binds (and so stays bound
+  -- while the bridge goes and comes back with the hosts)
+  if action ~= "stop" then common.locked(common.ensure_bridge, ctx) end
   local r = as_postgres(ctx, argv, { check = false })
   if not r.ok and not (opts and opts.check == false) then
     error(("lab.database: pg_ctl %s failed: %s\n%s"):format(action, common.why(r),
@@ -172,12 +176,17 @@ local function init_cluster(ctx, name, dir, port)
   local conf = assert(ctx.host:read(dir .. "/postgresql.conf"))
   assert(ctx.host:write(dir .. "/postgresql.conf", conf .. "\ninclude 'orch.conf'\n",
     { mode = "0600", owner = "postgres", group = "postgres" }))
+  local hba = assert(ctx.host:read(dir .. "/pg_hba.conf"))
+  assert(ctx.host:write(dir .. "/pg_hba.conf", hba .. "# lab hosts, by password (orch)\nhost all all "
+    .. common.GATEWAY:gsub("%d+$", "0") .. "/24 scram-sha-256\n", { mode = "0600", owner = "postgres", group = "postgres" }))
   write_conf(ctx, dir, port)
 end
 
-local function attrs_of(want, srv)
-  return { engine = "postgresql", name = want.name, user = want.user, password = reveal(want.password),
-    port = srv.port, pid = srv.pid, url = url_of(want.user, reveal(want.password), srv.port, want.name) }
+-- url from this machine, lab_url from lab hosts
+local function attrs_of(name, user, password, srv)
+  return { engine = "postgresql", name = name, user = user, password = password, port = srv.port, pid = srv.pid,
+    url = password and url_of("127.0.0.1", user, password, srv.port, name),
+    lab_url = password and url_of(common.GATEWAY, user, password, srv.port, name) }
 end
 
 -- Create, or finish a half-made one: a finished cluster is kept (its data
@@ -206,7 +215,7 @@ local function create(ctx, want)
   local srv = assert(server(ctx, dir), "postgres started but postmaster.pid names no live process")
   taken[srv.port] = nil
   ensure_objects(ctx, dir, srv.port, want)
-  return attrs_of(want, srv)
+  return attrs_of(want.name, want.user, reveal(want.password), srv)
 end
 
 return {
@@ -217,7 +226,8 @@ return {
     password = { type = "string", required = true, sensitive = true },
     port     = { type = "integer", computed = true, optional = true,   -- allocated from 25432 up when absent
       check = function(v) return v >= 1024 and v <= 65535, "must be 1024 to 65535" end },
-    url      = { type = "string", computed = true, sensitive = true },
+    url      = { type = "string", computed = true, sensitive = true },   -- from this machine
+    lab_url  = { type = "string", computed = true, sensitive = true },   -- from lab hosts
     pid      = { type = "integer", computed = true },
   },
 
@@ -252,8 +262,7 @@ return {
       if #lines < 2 then return nil end
       owner = lines[1]
     end
-    return { engine = "postgresql", name = state.name, user = owner, password = password, port = srv.port,
-      pid = srv.pid, url = password and url_of(owner, password, srv.port, state.name) or nil }
+    return attrs_of(state.name, owner, password, srv)
   end,
 
   -- Create, or change in place: the password (ALTER ROLE), the user (a new
@@ -284,7 +293,7 @@ return {
     end
     local srv = assert(server(ctx, dir), "lab.database: postgres is not running")
     ensure_objects(ctx, dir, srv.port, want, have.user)
-    return attrs_of(want, srv)
+    return attrs_of(want.name, want.user, reveal(want.password), srv)
   end,
 
   delete = function(ctx, have)
@@ -298,5 +307,6 @@ return {
     for _, d in ipairs({ db_root(ctx) .. "/db", db_root(ctx), "/var/lib/orch-lab" }) do
       ctx.host:remove(d)   -- each only if empty
     end
+    common.locked(common.release_bridge, ctx)   -- when no host is on it either
   end,
 }

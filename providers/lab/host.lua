@@ -6,11 +6,7 @@ local common = ...
 local info = require("orch.core.info")
 
 local SSHD = "/usr/sbin/sshd"
-local BRIDGE, GATEWAY, PREFIX = "orch0", "10.77.0.1", "10.77.0."
--- Who holds which address: /run/orch-lab/<namespace> holds its address and
--- the pid of the orch that claimed it. In /run (tmpfs), so claims go with
--- the namespaces at a reboot.
-local CLAIMS = "/run/orch-lab"
+local BRIDGE, GATEWAY, CLAIMS, PREFIX = common.BRIDGE, common.GATEWAY, common.CLAIMS, "10.77.0."
 local CGROUP = "/sys/fs/cgroup"
 
 local function netns(name) return "orch-" .. name end
@@ -101,24 +97,13 @@ local function claim(ctx, ns, address)
   assert(ctx.host:write(CLAIMS .. "/" .. ns, ("%s %d\n"):format(address, info.pid), { mode = "0644" }))
 end
 
--- The bridge, made on first use: 10.77.0.1/24, up.
-local function ensure_bridge(ctx)
-  local flags = ctx.host:read("/sys/class/net/" .. BRIDGE .. "/flags")
-  if not flags then
-    exec(ctx, { "ip", "-batch", "-" }, { stdin = ("link add %s type bridge\naddr add %s/24 dev %s\nlink set %s up\n")
-      :format(BRIDGE, GATEWAY, BRIDGE, BRIDGE) })
-  elseif (tonumber((flags:gsub("%s", ""))) or 0) & 1 == 0 then
-    exec(ctx, { "ip", "link", "set", BRIDGE, "up" })
-  end
-end
-
 -- Pick (or check) the address and claim it, under the lock. Every create
 -- waits on it, so it reads and writes files only: a process runs there just
 -- for the bridge's first use and for orch- namespaces nobody claimed.
 local function reserve(ctx, name, wanted)
   local ns = netns(name)
   return common.locked(function()
-    ensure_bridge(ctx)
+    common.ensure_bridge(ctx)
     local used = addresses_in_use(ctx, ns)
     local address = wanted
     if address and used[address] then
@@ -424,20 +409,15 @@ return {
   end,
 
   -- Every process in the namespace, the namespace, the veth, the data dir;
-  -- the bridge too when no orch- namespace is left.
+  -- the bridge too when nothing else is on it.
   delete = function(ctx, have)
     common.check_root(ctx)
     common.check_name("lab.host", have.name)
     teardown(ctx, have.name)
     ctx.host:remove(common.dir(ctx) .. "/hosts")   -- only if empty
     common.locked(function()
-      local live = namespaces(ctx)
-      for ns in pairs(live) do
-        if ns:match("^orch%-") then return end
-      end
-      if next(claims(ctx, live)) then return end   -- a host being made right now
-      if ctx.host:stat("/sys/class/net/" .. BRIDGE) then exec(ctx, { "ip", "link", "del", BRIDGE }) end
-      ctx.host:remove(CLAIMS, { recursive = true })
+      claims(ctx, namespaces(ctx))   -- drops the claims of orchs that died
+      common.release_bridge(ctx)
     end)
   end,
 }
