@@ -150,6 +150,9 @@ pipeline "p" {
     local hist = support.orch("pipeline", "history", "p", "-f", dir .. "/ci.lua")
     assert.matches("run 2 .- failed", hist.stdout)
     assert.matches("run 1 .- ok", hist.stdout)
+    -- without -f: the store in the current folder
+    assert.equals(hist.stdout, support.orch("pipeline", "history", "p", { cwd = dir }).stdout)
+    assert.matches("pipeline p  run 1  ok", support.orch("pipeline", "show", "1", { cwd = dir }).stdout, 1, true)
   end)
 
   it("reports definition errors before anything runs, with file:line", function()

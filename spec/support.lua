@@ -8,7 +8,9 @@ local M = {}
 local here = debug.getinfo(1, "S").source:match("^@(.*)/spec/support%.lua$") or "."
 M.root = here
 -- ORCH_BIN lets CI run the same specs against the sanitizer build.
+-- Absolute, so a spec may run it in another folder (cwd).
 M.bin = os.getenv("ORCH_BIN") or (M.root .. "/build/orch")
+if M.bin:sub(1, 1) ~= "/" then M.bin = assert(fs.cwd()) .. "/" .. M.bin end
 
 function M.tmpdir()
   return assert(fs.tmpdir("orch-spec-"))

@@ -150,7 +150,8 @@ stages' logs and artifacts, and is recorded in the state store beside FILE.
 The same pipeline never runs twice at once: a second run waits for its
 lock (--lock-timeout). list shows every pipeline of FILE with its last
 run; history NAME its runs; show RUN_ID one run's stages, logs and
-artifacts.]],
+artifacts (these two read the store beside FILE, --state, or without
+either ./.orch/state.db).]],
   options = {
     { short = "-f", long = "--file", arg = "FILE", help = "the file that defines the pipelines" },
     { long = "--jobs", arg = "N", number = true, default = 4, help = "stages at once (default 4)" },

@@ -17,7 +17,11 @@ local function fail(msg, code)
   return code or 1
 end
 
-local function store_path(opts) return opts.state or (playbook.folder(opts.file) .. "/.orch/state.db") end
+-- --state, or the store beside FILE, or (history and show without -f) the
+-- one in this folder
+local function store_path(opts)
+  return opts.state or ((opts.file and playbook.folder(opts.file) or ".") .. "/.orch/state.db")
+end
 
 --- One run of pipeline `name` from file `path`, start to end: a new run
 -- record, the file loaded into it, the pipeline's lock, the stages, the
@@ -128,7 +132,7 @@ local function stages_of(store, id)
     .. " WHERE pipeline_run = ? ORDER BY started IS NULL, started", id)
 end
 
---- orch pipeline history NAME -f FILE: its runs, newest first, with stages
+--- orch pipeline history NAME [-f FILE]: its runs, newest first, with stages
 local function history(opts, name)
   local store, err = existing_store(opts)
   if not store then return fail(err) end
@@ -149,7 +153,7 @@ local function history(opts, name)
   return 0
 end
 
---- orch pipeline show RUN_ID -f FILE: one run: stages, logs, artifacts
+--- orch pipeline show RUN_ID [-f FILE]: one run: stages, logs, artifacts
 local function show(opts, id)
   id = math.tointeger(tonumber(id))
   if not id then return fail("pipeline show: RUN_ID is a number (see orch pipeline history NAME)", 2) end
@@ -190,11 +194,13 @@ end
 --- orch pipeline list | run NAME | history NAME | show RUN_ID -f FILE
 function M.main(opts, rest)
   local sub, arg = rest[1], rest[2]
-  if not opts.file then return fail("pipeline: give the file with -f FILE\ntry 'orch help pipeline'", 2) end
-  if sub == "list" then return list(opts) end
-  if sub == "run" and arg then return run(opts, arg) end
   if sub == "history" and arg then return history(opts, arg) end
   if sub == "show" and arg then return show(opts, arg) end
+  if (sub == "list" or sub == "run") and not opts.file then
+    return fail(("pipeline %s: give the file with -f FILE\ntry 'orch help pipeline'"):format(sub), 2)
+  end
+  if sub == "list" then return list(opts) end
+  if sub == "run" and arg then return run(opts, arg) end
   return fail("pipeline: expected 'list', 'run NAME', 'history NAME' or 'show RUN_ID'\ntry 'orch help pipeline'", 2)
 end
 
