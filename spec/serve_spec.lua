@@ -103,6 +103,27 @@ describe("orch serve", function()
     assert.equals(405, (post(s.url .. "/hooks/deploy", nil, nil, "GET")))
   end)
 
+  it("refuses a replayed delivery (the same X-GitHub-Delivery), also after a restart", function()
+    local body = [[pipeline "p" { triggers = { "webhook" }, stage "s" { sh = "echo $ORCH_WEBHOOK_DELIVERY >> $D/ran" } }]]
+    local s = serve(body)
+    local function deliver(id)
+      return post(s.url .. "/hooks/p", "{}", { ["X-Hub-Signature-256"] = signature("{}"), ["X-GitHub-Delivery"] = id })
+    end
+    assert.equals(202, (deliver("d-1")))
+    assert.equals("ok", s.event("summary").status)
+    local code, text = deliver("d-1")
+    assert.equals(409, code)
+    assert.matches("delivery d-1 was received already (run 1)", text, 1, true)
+    assert.equals("replayed delivery d-1", s.event("trigger", "action", "refused").detail)
+    assert(s.p:kill("TERM"))
+    s.p:wait()
+    s = serve(body)   -- what ran is in the store
+    assert.equals(409, (deliver("d-1")))
+    assert.equals(202, (deliver("d-2")))
+    assert.equals("ok", s.event("summary").status)
+    assert.equals("d-1\nd-2\n", support.read(dir .. "/ran"))
+  end)
+
   it("listens on 127.0.0.1 unless told otherwise, and refuses a body over --max-body", function()
     local s = serve([[pipeline "p" { triggers = { "webhook" }, stage "s" { sh = "touch $D/ran" } }]],
       { "--listen", "0", "--max-body", "64" })

@@ -138,6 +138,19 @@ function Server:watch_commits(p)
   store:close()
 end
 
+-- Was this X-GitHub-Delivery received before? A signed body replayed by
+-- someone who saw it must not run the pipeline again (GitHub's advice).
+-- What became of it ("run 12"), or nil; then it is remembered.
+function Server:delivered(name, delivery)
+  local store = state.open(self.store_path)
+  local id = store and store.db:value("SELECT id FROM pipeline_runs WHERE pipeline = ? AND trigger = 'webhook'"
+    .. " AND detail = ? LIMIT 1", name, delivery)
+  if store then store:close() end
+  local seen = id and ("run " .. id) or self.deliveries[delivery]
+  self.deliveries[delivery] = "by this server"
+  return seen
+end
+
 -- POST /hooks/NAME, signed as GitHub signs: X-Hub-Signature-256 is
 -- "sha256=" and the HMAC-SHA256 of the body keyed with the secret.
 function Server:answer(req)
@@ -158,6 +171,11 @@ function Server:answer(req)
   end
   if self.stopping then return reply(503, { error = "orch serve is stopping" }) end
   local delivery = req.headers["x-github-delivery"]
+  local before = delivery and self:delivered(name, delivery)
+  if before then
+    self:emit({ pipeline = name, trigger = "webhook", action = "refused", detail = "replayed delivery " .. delivery })
+    return reply(409, { error = ("delivery %s was received already (%s)"):format(delivery, before) })
+  end
   local action = self:fire(name, { kind = "webhook", detail = delivery, payload = req.body,
     env = { ORCH_WEBHOOK_EVENT = req.headers["x-github-event"], ORCH_WEBHOOK_DELIVERY = delivery } })
   reply(202, { pipeline = name, action = action })
@@ -253,7 +271,7 @@ function M.main(opts)
     check = true, inventory = opts.inventory, vars = vars })
   if not loaded then ui:error(err); return 2 end
   local self = setmetatable({ ui = ui, opts = opts, file = opts.file, dir = loaded.dir, vars = vars, slots = {},
-    store_path = opts.state or (loaded.dir .. "/.orch/state.db") }, Server)
+    deliveries = {}, store_path = opts.state or (loaded.dir .. "/.orch/state.db") }, Server)
   local store, serr = state.open(self.store_path)  -- made and migrated once, before tasks share it
   if not store then ui:error(serr); return 1 end
   store:close()
