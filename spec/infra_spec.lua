@@ -150,6 +150,35 @@ output "id" { value = t.id }
     assert.matches("infra.lua:2: variable 'size' has no value: set it with -var size=VALUE", res.stderr, 1, true)
   end)
 
+  it("reads Terraform's .tfvars, and records outputs on an apply that changes nothing else", function()
+    support.write(dir .. "/prod.tfvars", '# prod\ngreeting = "hi"\ncount = 3\n// lists as JSON writes them\nzones = ["a", "b"]\n')
+    local body = [[
+variable "greeting" { default = "x" }
+variable "count" { type = "number" }
+variable "zones" { default = {} }
+output "g" { value = var.greeting .. var.count .. table.concat(var.zones) }
+]]
+    local res = orch("apply", body, "--auto-approve", "-var-file", dir .. "/prod.tfvars")
+    assert.equals(0, res.code, res.stdout .. res.stderr)
+    assert.matches('g = "hi3ab"', res.stdout, 1, true)
+    local function serial()
+      local st = assert(state.open(dir .. "/.orch/state.db"))
+      local n = st.db:value("SELECT serial FROM infra_workspaces")
+      st:close()
+      return n
+    end
+    local before = serial()
+    assert.equals(0, orch("apply", nil, "--auto-approve", "-var-file", dir .. "/prod.tfvars").code)
+    assert.equals(before, serial())   -- the same outputs: state untouched
+    res = orch("apply", nil, "--auto-approve", "-var-file", dir .. "/prod.tfvars", "-var", "greeting=yo")
+    assert.matches('g = "yo3ab"', res.stdout, 1, true)
+    assert.matches('g = "yo3ab"', support.orch("output", "-f", dir .. "/infra.lua", { env = env() }).stdout, 1, true)
+    support.write(dir .. "/bad.tfvars", 'greeting = "hi"\ntags = { a = 1 }\n')
+    res = orch("plan", nil, "-var-file", dir .. "/bad.tfvars")
+    assert.equals(2, res.code)
+    assert.matches("bad.tfvars:2: tags: the value must be a string, number, boolean or list on one line", res.stderr, 1, true)
+  end)
+
   it("applies a saved plan exactly, and refuses one made against older state", function()
     local body = [[resource "toy.thing" "a" { name = "a", size = 4 }]]
     assert.equals(0, orch("plan", body, "-out", dir .. "/a.plan").code)

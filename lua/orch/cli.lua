@@ -203,7 +203,7 @@ then stops them; a second signal stops them at once.]],
 
 local infra_options = {
   { short = "-var", long = "--var", arg = "NAME=VALUE", multi = true, help = "set a variable (repeatable); also ORCH_VAR_NAME" },
-  { short = "-var-file", long = "--var-file", arg = "FILE", multi = true, help = "variables from a YAML or JSON file (repeatable)" },
+  { short = "-var-file", long = "--var-file", arg = "FILE", multi = true, help = "variables from a YAML, JSON or .tfvars file (repeatable)" },
   { long = "--workspace", arg = "NAME", default = "default", help = "the state's workspace (default: default)" },
   { long = "--parallelism", arg = "N", number = true, default = 10, help = "resources read or changed at once (default 10)" },
   { long = "--state", arg = "PATH", help = "the state store (default: .orch/state.db beside FILE)" },

@@ -157,15 +157,20 @@ function M.run(plan, config, ws, opts)
   for _, a in ipairs(plan.actions) do tasks[a.address] = task.spawn(step, a) end
   for _, a in ipairs(plan.actions) do tasks[a.address]:wait() end
 
-  -- outputs, from state as it now is
-  if failures == 0 then
-    local outputs = {}
-    for _, o in ipairs(plan.destroy and {} or plan.outputs) do
-      outputs[o.name] = { value = secret.reveal_deep(infra.resolve(o.value, lookup)), sensitive = o.sensitive }
-    end
-    ws:set_outputs(outputs)
-  end
+  if failures == 0 then M.write_outputs(plan, ws, applied) end
   return failures, done
+end
+
+--- The plan's outputs, from state as it now is (and what was just
+-- applied), into the workspace; an apply that changed nothing still
+-- records them: a variable they use may have changed.
+function M.write_outputs(plan, ws, applied)
+  local lookup = lookup_in(ws, applied or {})
+  local outputs = {}
+  for _, o in ipairs(plan.destroy and {} or plan.outputs) do
+    outputs[o.name] = { value = secret.reveal_deep(infra.resolve(o.value, lookup)), sensitive = o.sensitive }
+  end
+  ws:set_outputs(outputs)
 end
 
 --- After a successful apply: the hosts the file declares (references

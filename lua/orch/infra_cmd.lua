@@ -24,14 +24,12 @@ local function fail(msg, code)
   return code or 1
 end
 
--- -var k=v and -var-file FILE (YAML or JSON) as a table of values.
+-- -var k=v and -var-file FILE (YAML, JSON or .tfvars) as a table of values.
 local function variables(opts)
   local vars = {}
   for _, file in ipairs(opts.var_file or {}) do
-    local text, err = fs.read(file)
-    if not text then return nil, err end
-    local ok, data = pcall(require("orch.core.yaml").load, text, file)
-    if not ok or type(data) ~= "table" then return nil, ("-var-file %s: %s"):format(file, tostring(data)) end
+    local ok, data = pcall(require("orch.var_file").load, file)
+    if not ok then return nil, "-var-file " .. tostring(data) end
     for k, v in pairs(data) do vars[k] = v end
   end
   local given, err = playbook.parse_vars(opts.var, "-var")
@@ -276,7 +274,11 @@ function M.converge_locked(cmd, opts, file, plan_file, saved, env)
     if opts.out and not ui.json then io.stdout:write(("\nSaved the plan to %s: orch apply %s runs exactly it.\n"):format(opts.out, opts.out)) end
     return finish((opts.detailed_exitcode and changes) and 2 or 0)
   end
-  if not changes then show_outputs(ui, ws); return finish(M.after_apply(cmd, ui, run, config, ws)) end
+  if not changes then
+    infra_apply.write_outputs(plan, ws)
+    show_outputs(ui, ws)
+    return finish(M.after_apply(cmd, ui, run, config, ws))
+  end
   if not saved and not opts.auto_approve then
     local yes, why = confirm(cmd == "destroy" and "destroy all of it" or "perform these actions")
     if yes == nil then return finish(fail(why)) end

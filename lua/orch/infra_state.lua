@@ -88,7 +88,19 @@ function Workspace:move(from, to)
   return true
 end
 
+--- Record the outputs { [name] = { value, sensitive } }; the same ones
+-- again write nothing (the serial moves only when state changes).
 function Workspace:set_outputs(outputs)
+  local same, n = true, 0
+  for _, o in ipairs(self:outputs()) do
+    local new = outputs[o.name]
+    n = n + 1
+    if not new or json.encode({ new.value }) ~= json.encode({ o.value }) or (new.sensitive or false) ~= o.sensitive then
+      same = false
+    end
+  end
+  for _ in pairs(outputs) do n = n - 1 end
+  if same and n == 0 then return end
   write(self, function(db)
     assert(db:exec("DELETE FROM infra_outputs WHERE workspace = ?", self.name))
     for name, o in pairs(outputs) do
