@@ -104,21 +104,12 @@ local function set_attrs(r, attrs)
   for _, d in ipairs(r.depends_on) do r.deps[d] = true end
 end
 
--- JSON gives whole numbers back as floats: integers again, as written.
-local function integers(v)
-  if math.type(v) == "float" and v == math.floor(v) and math.abs(v) < 2^53 then return math.tointeger(v) end
-  if type(v) ~= "table" then return v end
-  local out = {}
-  for k, x in pairs(v) do out[k] = integers(x) end
-  return out
-end
-
 --- The attributes a saved plan recorded, in place of what the file says now
 -- (orch apply PLAN applies what was planned); checked again.
 function M.use_planned(config, actions)
   for _, a in ipairs(actions) do
     local r = config.resources[a.address]
-    if r and a.attrs then set_attrs(r, integers(a.attrs)) end
+    if r and a.attrs then set_attrs(r, require("orch.json").integers(a.attrs)) end
   end
   for _, r in pairs(config.resources) do r.static = nil end
   config.ordered = nil

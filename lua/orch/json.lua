@@ -5,6 +5,16 @@ local cjson = require("cjson")
 
 local M = { decode = cjson.decode, null = cjson.null }
 
+--- v with whole floats as integers again, as they were written: cjson
+-- gives every number back as a float, and 3.0 prints as "3.0". A copy.
+function M.integers(v)
+  if math.type(v) == "float" and v == math.floor(v) and math.abs(v) < 2^53 then return math.tointeger(v) end
+  if type(v) ~= "table" then return v end
+  local out = {}
+  for k, x in pairs(v) do out[k] = M.integers(x) end
+  return out
+end
+
 local function is_array(t)
   local n = 0
   for k in pairs(t) do

@@ -2,17 +2,9 @@
 -- values, or Terraform's .tfvars (`name = value` lines) so that users bring
 -- theirs along.
 local fs = require("orch.core.fs")
-local cjson = require("cjson")
+local json = require("orch.json")
 
 local M = {}
-
--- JSON numbers come back as floats: whole ones are integers again, as written.
-local function integers(v)
-  if math.type(v) == "float" and v == math.floor(v) and math.abs(v) < 2^53 then return math.tointeger(v) end
-  if type(v) ~= "table" then return v end
-  for k, x in pairs(v) do v[k] = integers(x) end
-  return v
-end
 
 -- .tfvars: one `name = value` per line, # and // comments. A value is a
 -- string, number, boolean or list as JSON writes them (HCL's literals are
@@ -27,11 +19,11 @@ local function tfvars(text, file)
       if not name then
         error(("%s:%d: expected name = value, got %q"):format(file, n, body), 0)
       end
-      local ok, v = pcall(cjson.decode, value)
+      local ok, v = pcall(json.decode, value)
       if not ok or (type(v) == "table" and value:sub(1, 1) ~= "[") then
         error(("%s:%d: %s: the value must be a string, number, boolean or list on one line"):format(file, n, name), 0)
       end
-      vars[name] = integers(v)
+      vars[name] = json.integers(v)
     end
   end
   return vars
