@@ -150,7 +150,7 @@ output "id" { value = t.id }
     assert.matches("infra.lua:2: variable 'size' has no value: set it with -var size=VALUE", res.stderr, 1, true)
   end)
 
-  it("reads Terraform's .tfvars, and records outputs on an apply that changes nothing else", function()
+  it("takes Terraform's .tfvars and single-dash flags, and records outputs on an apply that changes nothing else", function()
     support.write(dir .. "/prod.tfvars", '# prod\ngreeting = "hi"\ncount = 3\n// lists as JSON writes them\nzones = ["a", "b"]\n')
     local body = [[
 variable "greeting" { default = "x" }
@@ -170,12 +170,13 @@ output "g" { value = var.greeting .. var.count .. table.concat(var.zones) }
     local before = serial()
     assert.equals(0, orch("apply", nil, "--auto-approve", "-var-file", dir .. "/prod.tfvars").code)
     assert.equals(before, serial())   -- the same outputs: state untouched
-    res = orch("apply", nil, "--auto-approve", "-var-file", dir .. "/prod.tfvars", "-var", "greeting=yo")
+    res = orch("apply", nil, "-auto-approve", "-var-file=" .. dir .. "/prod.tfvars", "-var=greeting=yo", "-parallelism=2")
     assert.matches('g = "yo3ab"', res.stdout, 1, true)
     assert.matches('g = "yo3ab"', support.orch("output", "-f", dir .. "/infra.lua", { env = env() }).stdout, 1, true)
     support.write(dir .. "/bad.tfvars", 'greeting = "hi"\ntags = { a = 1 }\n')
     res = orch("plan", nil, "-var-file", dir .. "/bad.tfvars")
     assert.equals(2, res.code)
+    assert.matches("unknown option '-auto-aprove'", orch("apply", nil, "-auto-aprove").stderr, 1, true)
     assert.matches("bad.tfvars:2: tags: the value must be a string, number, boolean or list on one line", res.stderr, 1, true)
   end)
 

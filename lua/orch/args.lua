@@ -12,7 +12,8 @@ local function key(o) return (o.long or o.short):gsub("^%-+", ""):gsub("%-", "_"
 
 --- Parse argv (a list) for a command spec; returns opts (by long name,
 -- dashes as underscores) and the positional list, or nil, message.
--- "--" ends the options; "--opt=value" and "--opt value" both work.
+-- "--" ends the options; "--opt=value" and "--opt value" both work, and
+-- with spec.single_dash "-opt" and "-opt=value" too.
 function M.parse(spec, argv)
   local opts, rest = {}, {}
   for _, o in ipairs(spec.options or {}) do
@@ -25,10 +26,14 @@ function M.parse(spec, argv)
       table.move(argv, i + 1, #argv, #rest + 1, rest)
       break
     elseif a:sub(1, 1) == "-" and a ~= "-" then
+      -- Terraform's spelling, for commands that take it: -auto-approve,
+      -- -var=k=v, -parallelism=5 are --auto-approve, --var k=v, ...
+      local given = a
+      if spec.single_dash and a:match("^%-[^-][^=]") and not find(spec, a) then a = "-" .. a end
       local name, inline = a:match("^(%-%-[^=]+)=(.*)$")
       name = name or a
       local o = find(spec, name)
-      if not o then return nil, ("unknown option '%s'"):format(name) end
+      if not o then return nil, ("unknown option '%s'"):format((given:match("^[^=]*"))) end
       local value = true
       if o.arg then
         value = inline

@@ -214,7 +214,7 @@ local infra_options = {
 
 local function infra_command(name, usage, summary, description, more)
   commands[name] = {
-    usage = usage, summary = summary, description = description,
+    usage = usage, summary = summary, description = description, single_dash = true,
     options = with(infra_options, more or {}),
     run = function(opts, rest) return require("orch.infra_cmd").main(name, opts, rest) end,
   }
