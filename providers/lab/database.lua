@@ -143,8 +143,8 @@ local function pg_ctl(ctx, dir, action, opts)
     argv[#argv + 1] = "fast"
   end
   argv[#argv + 1] = action
-  -- its address must be there when the server binds (and so stays bound
-  -- while the bridge goes and comes back with the hosts)
+  -- the bridge's address must be there when the server binds; the bridge
+  -- then stays while the server listens on it (common.release_bridge)
   if action ~= "stop" then common.locked(common.ensure_bridge, ctx) end
   local r = as_postgres(ctx, argv, { check = false })
   if not r.ok and not (opts and opts.check == false) then
