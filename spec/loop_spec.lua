@@ -138,6 +138,23 @@ describe("orch.task", function()
     assert.equals(3, res[3].value)
   end)
 
+  it("starts items in order, each with the caller's context and environment", function()
+    local started, seen = {}, {}
+    task.set_context("caller")
+    task.set_env({ STAGE = "s" })
+    finally(function() task.set_context(nil); task.set_env(nil) end)
+    task.map({ 1, 2, 3, 4, 5 }, 2, function(i)
+      started[#started + 1] = i
+      seen[i] = tostring(task.context()) .. "/" .. task.env().STAGE
+      task.set_context("item " .. i)   -- not what the next item sees
+      task.set_env({ STAGE = "changed" })
+      task.sleep(0.001 * (6 - i))
+    end)
+    assert.same({ 1, 2, 3, 4, 5 }, started)
+    for i = 1, 5 do assert.equals("caller/s", seen[i]) end
+    assert.has_error(function() task.map({ 1 }, 0, print) end, "task.map: limit must be a positive integer, got 0")
+  end)
+
   it("releases a semaphore slot when the holder raises", function()
     local sem = task.semaphore(1)
     assert.has_error(function() sem:with(error, "inside") end, "inside")
