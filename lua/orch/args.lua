@@ -79,6 +79,9 @@ function M.help(spec)
       if o.arg then names = names .. " " .. o.arg end
       lines[#lines + 1] = ("  %-26s %s"):format(names, o.help)
     end
+    if spec.single_dash then
+      lines[#lines + 1] = "Terraform's single-dash spellings work too: -var=NAME=VALUE, -parallelism=N, ..."
+    end
   end
   return table.concat(lines, "\n") .. "\n"
 end
