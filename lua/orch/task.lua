@@ -8,56 +8,54 @@ local M = {}
 M.sleep = loop.sleep
 M.current = loop.current
 
--- A value each task inherits from the one that spawned it (a play puts its
--- host there, so work a play's function fans out still targets that host).
-local contexts = setmetatable({}, { __mode = "k" })
-local top_context
-
-function M.context()
-  local t = loop.current()
-  if t then return contexts[t] end
-  return top_context
+-- Values each task inherits from the one that spawned it: get and set
+-- act on the running task (or the top level, outside any).
+local inherited = {}
+local function task_local()
+  local by_task, top = setmetatable({}, { __mode = "k" }), nil
+  local slot = {}
+  function slot.get()
+    local t = loop.current()
+    if t then return by_task[t] end
+    return top
+  end
+  function slot.set(value)
+    local t = loop.current()
+    if t then by_task[t] = value else top = value end
+  end
+  function slot.pass_to(t) by_task[t] = slot.get() end
+  inherited[#inherited + 1] = slot
+  return slot
 end
 
-function M.set_context(value)
-  local t = loop.current()
-  if t then contexts[t] = value else top_context = value end
-end
+-- The context: a play puts its host there, so work a play's function fans
+-- out still targets that host.
+local context = task_local()
+M.context, M.set_context = context.get, context.set
 
--- Environment variables every command a task starts gets, inherited like
--- the context: a pipeline stage's ORCH_* reach the commands its Lua code
--- runs, on the hosts its plays reach too.
-local envs = setmetatable({}, { __mode = "k" })
-local top_env
-
-function M.env()
-  local t = loop.current()
-  if t then return envs[t] end
-  return top_env
-end
-
-function M.set_env(env)
-  local t = loop.current()
-  if t then envs[t] = env else top_env = env end
-end
+-- Environment variables every command a task starts gets: a pipeline
+-- stage's ORCH_* reach the commands its Lua code runs, on the hosts its
+-- plays reach too.
+local environment = task_local()
+M.env, M.set_env = environment.get, environment.set
 
 --- A command's options (as orch.proc's) with the task's environment
 -- under the command's own env; opts itself when the task has none.
 function M.command_opts(opts)
-  local inherited = M.env()
-  if not inherited then return opts end
+  local task_env = M.env()
+  if not task_env then return opts end
   local env, copy = {}, {}
-  for k, v in pairs(inherited) do env[k] = v end
+  for k, v in pairs(task_env) do env[k] = v end
   for k, v in pairs(opts.env or {}) do env[k] = v end
   for k, v in pairs(opts) do copy[k] = v end
   copy.env = env
   return copy
 end
 
---- Start fn(...) in a new task that inherits this one's context.
+--- Start fn(...) in a new task that inherits this one's context and environment.
 function M.spawn(fn, ...)
   local t = loop.spawn(fn, ...)
-  contexts[t], envs[t] = M.context(), M.env()
+  for _, slot in ipairs(inherited) do slot.pass_to(t) end
   return t
 end
 
