@@ -58,13 +58,13 @@ static void find_root (char *root, size_t size, char *exe, size_t exesize) {
     snprintf(dir, sizeof dir, "%s", exe);
     slash = strrchr(dir, '/');
     if (slash) *slash = '\0';
-    snprintf(probe, sizeof probe, "%s/../share/orch/lua/orch/cli.lua", dir);
+    snprintf(probe, sizeof probe, "%s/../share/orch/lua/orch/cli/init.lua", dir);
     if (is_file(probe)) {
       snprintf(probe, sizeof probe, "%s/../share/orch", dir);
       if (realpath(probe, root)) return;
     }
   }
-  snprintf(probe, sizeof probe, "%s/lua/orch/cli.lua", ORCH_SOURCE_DIR);
+  snprintf(probe, sizeof probe, "%s/lua/orch/cli/init.lua", ORCH_SOURCE_DIR);
   snprintf(root, size, "%s", is_file(probe) ? ORCH_SOURCE_DIR : ORCH_DATA_DIR);
 }
 

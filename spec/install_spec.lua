@@ -9,7 +9,7 @@ describe("cmake --install", function()
     local res = proc.run({ "cmake", "--install", build, "--prefix", prefix })
     assert.equals(0, res.code, res.stderr)
     local fs = require("orch.core.fs")
-    assert.truthy(fs.stat(prefix .. "/share/orch/lua/orch/cli.lua"))
+    assert.truthy(fs.stat(prefix .. "/share/orch/lua/orch/cli/init.lua"))
     assert.truthy(fs.stat(prefix .. "/share/orch/providers"))
 
     -- Run from elsewhere, with the source tree out of reach by name.
@@ -17,7 +17,7 @@ describe("cmake --install", function()
     assert.equals(0, out.code, out.stderr)
     assert.equals(fs.realpath(prefix .. "/share/orch") .. "\n", out.stdout)
     out = proc.run({ prefix .. "/bin/orch", "-e", "print(package.searchpath('orch.cli', package.path))" }, { cwd = "/" })
-    assert.equals(fs.realpath(prefix .. "/share/orch") .. "/lua/orch/cli.lua\n", out.stdout)
+    assert.equals(fs.realpath(prefix .. "/share/orch") .. "/lua/orch/cli/init.lua\n", out.stdout)
 
     support.write(prefix .. "/extra.lua", "return { answer = 42 }\n")
     out = proc.run({ prefix .. "/bin/orch", "-e", "print(require('extra').answer)" },
@@ -39,8 +39,8 @@ describe("cmake --install", function()
     -- the bytecode searcher finds orch.cli; an edited source wins over it
     out = proc.run({ orch, "-e", "print(type(package.searchers[2]('orch.cli')))" }, { cwd = "/" })
     assert.equals("function\n", out.stdout)
-    support.write(prefix .. "/share/orch/lua/orch/pretty.lua", "return 'edited'\n")
-    out = proc.run({ orch, "-e", "print((require('orch.pretty')))" }, { cwd = "/" })
+    support.write(prefix .. "/share/orch/lua/orch/cli/pretty.lua", "return 'edited'\n")
+    out = proc.run({ orch, "-e", "print((require('orch.cli.pretty')))" }, { cwd = "/" })
     assert.equals("edited\n", out.stdout)
   end)
 end)

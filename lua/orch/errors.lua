@@ -1,6 +1,27 @@
 -- errors.lua: how errors read: the traceback of the user's code only (not
--- the engine frames that called it), shown in full only when asked.
+-- the engine frames that called it), shown in full only when asked; where
+-- in a playbook a call came from; and failures already reported.
 local M = {}
+
+-- A run failure already reported (a failed step or resource, a failed
+-- command): exit 1, unlike a plain Lua error in the playbook, which is
+-- the author's mistake: exit 2.
+local Failure = { __tostring = function(f) return f.message end }
+
+function M.failure(message, reported)
+  return setmetatable({ message = message, reported = reported }, Failure)
+end
+
+function M.is_failure(err) return getmetatable(err) == Failure end
+
+--- "file:line" of the function `level` levels up from the caller of
+-- where (1: the caller itself), as luaL_where finds it; "?" off the end
+-- of the stack or in C.
+function M.where(level)
+  local info = debug.getinfo(level + 1, "Sl")
+  if not info or info.currentline <= 0 then return "?" end
+  return ("%s:%d"):format(info.short_src, info.currentline)
+end
 
 --- A message handler for xpcall: the message plus the stack of the code
 -- that raised it, cut where the engine's own xpcall began.

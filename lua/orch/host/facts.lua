@@ -1,0 +1,24 @@
+-- host/facts.lua: what a host is (OS, kernel, CPUs, memory, uptime), gathered
+-- in one round trip by the same script on the local machine and over SSH.
+local M = {}
+
+--- What h:facts() runs, on any host: one round trip.
+M.SCRIPT = "cat /etc/os-release 2>/dev/null; echo '--orch--'; uname -n; uname -r; uname -m; "
+  .. "nproc 2>/dev/null || echo 1; grep MemTotal /proc/meminfo 2>/dev/null; cat /proc/uptime 2>/dev/null"
+
+--- Facts from SCRIPT's output: os (os-release fields, lower-case
+-- keys), hostname, kernel, arch, cpus, memory_mb, uptime (seconds).
+function M.parse(out)
+  local release, rest = out:match("^(.-)%-%-orch%-%-\n(.*)$")
+  local os_info = {}
+  for k, v in (release or ""):gmatch("([%w_]+)=\"?([^\"\n]*)\"?") do os_info[k:lower()] = v end
+  local lines = {}
+  for l in (rest or ""):gmatch("[^\n]+") do lines[#lines + 1] = l end
+  return {
+    os = os_info, hostname = lines[1], kernel = lines[2], arch = lines[3], cpus = tonumber(lines[4]),
+    memory_mb = lines[5] and math.floor((tonumber(lines[5]:match("%d+")) or 0) / 1024),
+    uptime = lines[6] and tonumber(lines[6]:match("^[%d.]+")),
+  }
+end
+
+return M

@@ -1,0 +1,18 @@
+-- host/init.lua: where work runs. An inventory entry becomes a host object:
+-- the local machine, or an SSH session with the same methods, so every
+-- provider runs on either unchanged.
+local localhost = require("orch.host.local").localhost
+local facts = require("orch.host.facts")
+
+local M = { localhost = localhost, FACTS_SCRIPT = facts.SCRIPT, parse_facts = facts.parse }
+
+--- The host object for inventory entry h: the local machine for
+-- connection = "local", else an SSH session; nil, err when unreachable.
+function M.connect(h)
+  if h.connection == "local" then return localhost(h) end
+  local sess, err = require("orch.host.ssh").connect(h)
+  if not sess then return nil, err end
+  return require("orch.host.remote").new(h, sess)
+end
+
+return M

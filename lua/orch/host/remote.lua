@@ -1,0 +1,338 @@
+-- host/remote.lua: a host reached over SSH, with the same methods as the local
+-- one (orch.host.local), so every provider runs on it unchanged. Files go over
+-- SFTP (no remote process per operation); commands over exec channels,
+-- all on one session opened once per run.
+local fs = require("orch.core.fs")
+local secret = require("orch.secret")
+local proc = require("orch.proc")
+local facts = require("orch.host.facts")
+local task = require("orch.task")
+
+local M = {}
+
+local Remote = {}
+Remote.__index = Remote
+
+local quote = proc.quote
+
+local function dirname(path) return path:match("^(.*)/[^/]*$") or "." end
+local function basename(path) return path:match("([^/]*)$") end
+
+--- The shell command that runs cmd with opts (env, cwd, timeout, become)
+-- on the host: a string is a shell command, a list an argv.
+function Remote:command_line(cmd, opts)
+  local line = proc.display(cmd)
+  if opts.env then
+    local names = {}
+    for k in pairs(opts.env) do names[#names + 1] = k end
+    table.sort(names)
+    local parts = {}
+    for _, k in ipairs(names) do
+      local v = opts.env[k]
+      parts[#parts + 1] = v == false and ("unset " .. k .. ";") or ("export %s=%s;"):format(k, quote(secret.reveal(v)))
+    end
+    line = table.concat(parts, " ") .. " " .. line
+  end
+  if opts.cwd then line = ("cd %s && %s"):format(quote(opts.cwd), line) end
+  if opts.timeout then
+    -- coreutils timeout leads a process group and signals all of it
+    line = ("timeout -k %g %g sh -c %s"):format(opts.grace or 2, opts.timeout, quote(line))
+  end
+  if self.become then
+    line = ("sudo %s-u %s -- sh -c %s"):format(self.become_password and "-S -p '' " or "-n ",
+      quote(self.become_user or "root"), quote(line))
+  end
+  return line
+end
+
+--- Run a command: { code | signal, stdout, stderr, ok }, raising on
+-- failure (naming the host) unless opts.check == false.
+function Remote:exec(cmd, opts)
+  opts = task.command_opts(opts or {})
+  local line = self:command_line(cmd, opts)
+  local stdin = opts.stdin
+  if self.become and self.become_password then
+    stdin = secret.reveal(self.become_password) .. "\n" .. (stdin or "")
+  end
+  local res, err, code = self.session:exec(line, stdin, opts.keep_stdin)
+  if not res then
+    if opts.check == false then return nil, err, code end
+    error(err, 2)
+  end
+  if opts.timeout and res.code == 124 then
+    res.timed_out, res.timeout = true, opts.timeout
+  end
+  res.shell = type(cmd) == "string"
+  res.ok = proc.failure(res) == nil
+  if not res.ok and opts.check ~= false then
+    error(("%s: %s"):format(self.name, proc.failure_message(res, cmd)), 2)
+  end
+  return res
+end
+
+-- passwd and group, read once per host: SFTP gives ids, users give names.
+local function id_maps(self)
+  if not self.users then
+    self.users, self.user_ids, self.groups, self.group_ids = {}, {}, {}, {}
+    for line in (self.session:read("/etc/passwd") or ""):gmatch("[^\n]+") do
+      local name, id = line:match("^([^:]*):[^:]*:(%d+):")
+      if name then
+        id = tonumber(id)
+        if not self.users[id] then self.users[id] = name end
+        self.user_ids[name] = id
+      end
+    end
+    for line in (self.session:read("/etc/group") or ""):gmatch("[^\n]+") do
+      local name, id = line:match("^([^:]*):[^:]*:(%d+):")
+      if name then
+        id = tonumber(id)
+        if not self.groups[id] then self.groups[id] = name end
+        self.group_ids[name] = id
+      end
+    end
+  end
+  return self
+end
+
+-- A name or numeric id to an id on this host; nil, message for an unknown name.
+local function to_id(self, v, group)
+  if v == nil then return nil end
+  if math.type(v) == "integer" or tostring(v):match("^%d+$") then return tonumber(v) end
+  id_maps(self)
+  local id = (group and self.group_ids or self.user_ids)[v]
+  if not id then return nil, ("%s: no such %s '%s'"):format(self.name, group and "group" or "user", v) end
+  return id
+end
+
+--- stat (or lstat with opts.link), plus sha256 of a regular file with
+-- opts.sha256. nil when absent; failures as nil, err, code.
+function Remote:stat(path, opts)
+  local link = opts and opts.link
+  local st, err, code = self.session:stat(path, link)
+  if not st then return nil, err, code end
+  -- names cost reading passwd and group once per host: only if asked for
+  setmetatable(st, { __index = function(t, k)
+    if k == "user" then return id_maps(self).users[t.uid] end
+    if k == "group" then return id_maps(self).groups[t.gid] end
+  end })
+  if link and st.type == "link" then st.target = self.session:readlink(path) end
+  if opts and opts.sha256 and st.type == "file" then
+    -- a small file costs one more SFTP read; a large one a sha256sum
+    if st.size <= 1024 * 1024 then
+      local data, rerr, rcode = self.session:read(path)
+      if not data then return nil, rerr, rcode end
+      st.sha256 = fs.sha256_data(data)
+      st.content = data   -- the caller may want it too: saves reading twice
+    else
+      local r, xerr, xcode = self:exec({ "sha256sum", "--", path }, { check = false })
+      if not r or r.code ~= 0 then return nil, xerr or (self.name .. ": sha256sum " .. path .. " failed"), xcode end
+      st.sha256 = r.stdout:match("^(%x+)")
+    end
+  end
+  return st
+end
+
+function Remote:read(path) return self.session:read(path) end
+
+--- Atomic write: a temp file beside path (mode and owner set first), then
+-- renamed over it. An existing file keeps its owner unless one is given,
+-- and its mode unless one is given; a new one gets 0644.
+function Remote:write(path, content, opts)
+  opts = opts or {}
+  local old = self.session:stat(path)
+  local mode = opts.mode and (type(opts.mode) == "string" and tonumber(opts.mode, 8) or opts.mode)
+    or (old and old.mode) or tonumber("644", 8)
+  local uid, err = to_id(self, opts.owner, false)
+  if opts.owner and not uid then return nil, err, "ENOUSER" end
+  local gid
+  gid, err = to_id(self, opts.group, true)
+  if opts.group and not gid then return nil, err, "ENOGROUP" end
+  if old then uid, gid = uid or old.uid, gid or old.gid end   -- keep the owner, as fs.write does
+  local tmp = ("%s/.%s.orch-%06d"):format(dirname(path), basename(path), math.random(0, 999999))
+  local ok, werr, wcode = self.session:write(tmp, content, mode, true)
+  if not ok then return nil, werr, wcode end
+  local function give_up(e, c) self.session:unlink(tmp); return nil, e, c end
+  if uid or gid then
+    local cur = self.session:stat(tmp)
+    ok, werr, wcode = self.session:setstat(tmp, { uid = uid or cur.uid, gid = gid or cur.gid })
+    if not ok then return give_up(werr, wcode) end
+  end
+  -- SFTP modes pass through the server's umask on create: set it exactly
+  ok, werr, wcode = self.session:setstat(tmp, { mode = mode })
+  if not ok then return give_up(werr, wcode) end
+  return self:rename(tmp, path)
+end
+
+--- mkdir -p; true when it created the last directory, false when there.
+function Remote:mkdir(path, mode)
+  mode = mode and (type(mode) == "string" and tonumber(mode, 8) or mode) or tonumber("755", 8)
+  local st = self.session:stat(path)
+  if st then
+    if st.type == "directory" then return false end
+    return nil, ("%s: %s: File exists"):format(self.name, path), "EEXIST"
+  end
+  local parent = dirname(path)
+  if parent ~= path and parent ~= "" and parent ~= "." then
+    local ok, err, code = self:mkdir(parent, mode)
+    if ok == nil then return nil, err, code end
+  end
+  local ok, err, code = self.session:mkdir(path, mode)
+  if not ok then
+    -- someone else made it meanwhile: as mkdir -p, that is fine
+    local now = self.session:stat(path)
+    if now and now.type == "directory" then return false end
+    return nil, err, code
+  end
+  ok, err, code = self.session:setstat(path, { mode = mode })   -- past the umask
+  if not ok then return nil, err, code end
+  return true
+end
+
+function Remote:chmod(path, mode)
+  mode = type(mode) == "string" and tonumber(mode, 8) or mode
+  return self.session:setstat(path, { mode = mode })
+end
+
+function Remote:chown(path, owner, group)
+  local uid, err = to_id(self, owner, false)
+  if owner and not uid then return nil, err, "ENOUSER" end
+  local gid
+  gid, err = to_id(self, group, true)
+  if group and not gid then return nil, err, "ENOGROUP" end
+  local st, serr, scode = self.session:stat(path)
+  if not st then return nil, serr or ("%s: %s: No such file or directory"):format(self.name, path), scode or "ENOENT" end
+  return self.session:setstat(path, { uid = uid or st.uid, gid = gid or st.gid })
+end
+
+-- libssh2 1.10 misreads the server's answer to SYMLINK when another SFTP
+-- request came first: it reports a failure for a link that was made. What
+-- the link says is the answer.
+function Remote:symlink(target, path)
+  local ok, err, code = self.session:symlink(target, path)
+  if ok or code ~= "EFAILURE" and code ~= "ENOENT" and code ~= "ESFTP" then return ok, err, code end
+  if self.session:readlink(path) == target then return true end
+  return nil, err, code
+end
+function Remote:readlink(path) return self.session:readlink(path) end
+
+--- rename, replacing `to` atomically like rename(2): OpenSSH's SFTP rename
+-- refuses an existing target, so that case takes one `mv -f`.
+function Remote:rename(from, to)
+  if not self.session:stat(to, true) then
+    local ok, err, code = self.session:rename(from, to)
+    if ok or code ~= "EFAILURE" then return ok, err, code end
+  end
+  local r, err, code = self:exec({ "mv", "-f", "--", from, to }, { check = false })
+  if not r then return nil, err, code end
+  if r.code ~= 0 then return nil, ("%s: mv %s %s: %s"):format(self.name, from, to, r.stderr:gsub("%s+$", "")), "EFAILURE" end
+  return true
+end
+
+--- Remove a file or link (or a tree with opts.recursive); false when
+-- nothing was there.
+function Remote:remove(path, opts)
+  local st = self.session:stat(path, true)
+  if not st then return false end
+  if st.type ~= "directory" then return self.session:unlink(path) end
+  if opts and opts.recursive then
+    local r, err, code = self:exec({ "rm", "-rf", "--", path }, { check = false })
+    if not r then return nil, err, code end
+    if r.code ~= 0 then return nil, ("%s: rm -rf %s: %s"):format(self.name, path, r.stderr:gsub("%s+$", "")), "EFAILURE" end
+    return true
+  end
+  return self.session:rmdir(path)
+end
+
+local FIND_TYPES = { f = "file", d = "directory", l = "link", p = "fifo", s = "socket", c = "char", b = "block" }
+
+--- Everything below path: { path = relative, type }, parents first, sorted.
+function Remote:walk(path)
+  local r, err, code = self:exec({ "find", path, "-mindepth", "1", "-printf", "%P\\t%y\\n" }, { check = false })
+  if not r then return nil, err, code end
+  if r.code ~= 0 then return nil, ("%s: find %s: %s"):format(self.name, path, r.stderr:gsub("%s+$", "")), "EFAILURE" end
+  local entries = {}
+  for rel, t in r.stdout:gmatch("([^\t\n]+)\t(%a)\n") do
+    entries[#entries + 1] = { path = rel, type = FIND_TYPES[t] or "unknown" }
+  end
+  table.sort(entries, function(a, b) return a.path < b.path end)
+  return entries
+end
+
+--- A private temp file with content on the host; its path and a cleanup.
+function Remote:temp_file(content)
+  local path = ("/tmp/.orch-%s-%08d"):format(self.name:gsub("[^%w]", "_"), math.random(0, 99999999))
+  local ok, err, code = self.session:write(path, content, tonumber("600", 8), true)
+  if not ok then return nil, err, code end
+  return path, function() self.session:unlink(path) end
+end
+
+--- Facts gathered in one round trip and cached: os (os-release fields),
+-- hostname, kernel, arch, cpus, memory_mb, uptime.
+function Remote:facts()
+  if not self.cached_facts then
+    self.cached_facts = facts.parse(self:exec(facts.SCRIPT).stdout)
+  end
+  return self.cached_facts
+end
+
+--- Copy a local file or tree to the host (a file keeps its mode).
+function Remote:put(src, dst)
+  local st = fs.stat(src)
+  if not st then return nil, ("%s: No such file or directory"):format(src), "ENOENT" end
+  if st.type ~= "directory" then
+    return self:write(dst, assert(fs.read(src)), { mode = st.mode })
+  end
+  local ok, err, code = self:mkdir(dst, st.mode)
+  if ok == nil then return nil, err, code end
+  for _, e in ipairs(assert(fs.walk(src))) do
+    local from, to = src .. "/" .. e.path, dst .. "/" .. e.path
+    local est = assert(fs.lstat(from))
+    if e.type == "directory" then ok, err, code = self:mkdir(to, est.mode)
+    elseif e.type == "link" then ok, err, code = self:symlink(assert(fs.readlink(from)), to)
+    else ok, err, code = self:write(to, assert(fs.read(from)), { mode = est.mode }) end
+    if ok == nil then return nil, err, code end
+  end
+  return true
+end
+
+--- Copy a file or tree from the host to the local machine.
+function Remote:get(src, dst)
+  local st, err, code = self:stat(src)
+  if not st then return nil, err or ("%s: %s: No such file or directory"):format(self.name, src), code or "ENOENT" end
+  if st.type ~= "directory" then
+    local data, rerr, rcode = self:read(src)
+    if not data then return nil, rerr, rcode end
+    return fs.write(dst, data, { mode = st.mode })
+  end
+  local ok
+  ok, err, code = fs.mkdir(dst, st.mode)
+  if ok == nil then return nil, err, code end
+  for _, e in ipairs(assert(self:walk(src))) do
+    local from, to = src .. "/" .. e.path, dst .. "/" .. e.path
+    if e.type == "directory" then ok, err, code = fs.mkdir(to)
+    elseif e.type == "link" then ok, err, code = fs.symlink(assert(self:readlink(from)), to)
+    else
+      local est = assert(self.session:stat(from))
+      ok, err, code = fs.write(to, assert(self:read(from)), { mode = est.mode })
+    end
+    if ok == nil then return nil, err, code end
+  end
+  return true
+end
+
+function Remote:close()
+  if self.session then self.session:close() end
+end
+
+function Remote:__tostring() return "host " .. self.name end
+
+--- A remote host over `session` for inventory entry h.
+function M.new(h, session)
+  return setmetatable({
+    name = h.name, address = h.address or h.name, roles = h.roles or {}, vars = h.vars or {},
+    connection = "ssh", session = session, become = h.become, become_user = h.become_user,
+    become_password = h.become_password,
+  }, Remote)
+end
+
+return M

@@ -1,0 +1,232 @@
+-- resource/init.lua: the resource engine. A call validates attributes, reads
+-- the current state through its type, computes the difference, applies
+-- only that (nothing in check mode), reports it, queues handlers and
+-- records every version of a file it changes.
+local fs = require("orch.core.fs")
+local loop = require("orch.core.loop")
+local schema = require("orch.resource.schema")
+local secret = require("orch.secret")
+local history = require("orch.state.history")
+local errors = require("orch.errors")
+local fileattrs = require("orch.fileattrs")
+
+local M = {}
+
+local function deep_equal(a, b)
+  if a == b then return true end
+  if type(a) ~= "table" or type(b) ~= "table" then return false end
+  for k, v in pairs(a) do
+    if not deep_equal(v, b[k]) then return false end
+  end
+  for k in pairs(b) do
+    if a[k] == nil then return false end
+  end
+  return true
+end
+
+M.deep_equal = deep_equal
+
+local function shown(spec, v)
+  if v == nil then return nil end
+  if spec and spec.type == "mode" then return fileattrs.octal(v) end
+  return v
+end
+
+--- The attributes want sets that have differs on: { attr, from, to }.
+-- The positional key, `state` (the engine's: present or absent) and
+-- attributes marked `diff = false` don't count.
+function M.default_diff(typedef, want, have)
+  local changes = {}
+  local key = schema.positional(typedef.schema)
+  for attr, spec in pairs(typedef.schema) do
+    local v = want[attr]
+    if attr ~= key and attr ~= "state" and spec.diff ~= false and v ~= nil
+        and not deep_equal(v, have and have[attr]) then
+      changes[#changes + 1] = { attr = attr, from = shown(spec, have and have[attr]), to = shown(spec, v) }
+    end
+  end
+  table.sort(changes, function(a, b) return a.attr < b.attr end)
+  return changes
+end
+
+-- A file's current state; its content is read only if someone asks.
+local function file_have(h, path, st)
+  local have = { path = path, mode = st.mode, owner = st.user, group = st.group, uid = st.uid,
+    gid = st.gid, sha256 = st.sha256, size = st.size, content = st.content }
+  return setmetatable(have, { __index = function(t, k)
+    if k ~= "content" then return nil end
+    local content, err = h:read(path)
+    if not content then error(err, 0) end
+    rawset(t, "content", content)
+    return content
+  end })
+end
+
+local function short(sha) return sha and sha:sub(1, 12) end
+
+-- File types: the engine reads the file, asks the type for the content it
+-- wants, and does the rest (compare, validate, back up, write atomically,
+-- record the version). The file is want.path, or what the type's
+-- path(want) says (systemd_unit: dir .. "/" .. name).
+local function converge_file(ctx, typedef, want, label)
+  local h, run = ctx.host, ctx.run
+  local path = typedef.path and typedef.path(want) or want.path
+  local st, err = h:stat(path, { sha256 = true })
+  if err then error(err, 0) end
+  if st and st.type ~= "file" then error(("%s is a %s, not a file"):format(path, st.type), 0) end
+  local have = st and file_have(h, path, st)
+  local content = typedef.content(ctx, want, have)
+  if content == nil and not st then return { changed = false } end
+
+  local changes = {}
+  local sha = content ~= nil and fs.sha256_data(content)
+  local new_content = sha and (not st or sha ~= st.sha256)
+  if new_content then
+    changes[#changes + 1] = { attr = "content", from = st and short(st.sha256), to = short(sha) }
+  end
+  fileattrs.diff(st, want, changes)
+  if #changes == 0 then return { changed = false, file = path } end
+
+  local diff
+  if new_content and run.diff then
+    -- a single-line secret is scrubbed from the diff like from any event;
+    -- a multi-line one can't be found once each line has its +/- prefix
+    if secret.contains(content, true) or (have and secret.contains(have.content, true)) then
+      diff = "(diff hidden: the content holds a secret)\n"
+    else
+      diff = require("orch.textdiff").unified(have and have.content, content,
+        { from = st and path or "/dev/null", to = path })
+    end
+  end
+  if new_content and want.validate then
+    local ok, why = require("orch.resource.validate").check(want.validate, content, {
+      name = path,
+      run = function(cmd) return h:exec(cmd, { check = false }) end,
+      write_temp = function(data) return h:temp_file(data) end,
+    })
+    if not ok then error(why .. "; the file was not changed", 0) end
+  end
+  if ctx.check then return { changed = true, changes = changes, diff = diff } end
+
+  if want.backup and st and new_content then
+    local stamp = path .. "." .. os.date("%Y%m%dT%H%M%S")
+    local backup, n = stamp .. "~", 1
+    while h:stat(backup, { link = true }) do  -- two changes within a second
+      n = n + 1
+      backup = ("%s.%d~"):format(stamp, n)
+    end
+    local ok, berr = h:write(backup, have.content, { mode = st.mode })
+    if not ok then error(berr, 0) end
+    ctx.log(("backed up %s to %s"):format(path, backup))
+  end
+  history.ensure_original(run.store, h, path, run.id, label)
+  if new_content then
+    local ok, werr = h:write(path, content, { mode = want.mode, owner = want.owner, group = want.group })
+    if not ok then error(werr, 0) end
+  else
+    fileattrs.apply(h, path, want)
+  end
+  history.record(run.store, { host = h.name, path = path, snapshot = history.snapshot(h, path),
+    run_id = run.id, action = "apply", resource = label })
+  if typedef.after_apply then typedef.after_apply(ctx, want, changes) end
+  return { changed = true, changes = changes, diff = diff, file = path }
+end
+
+local function converge(ctx, typedef, want, label)
+  if typedef.file then return converge_file(ctx, typedef, want, label) end
+  local have = typedef.read(ctx, want)
+  if want.state == "absent" and typedef.schema.state then
+    if have == nil then return { changed = false } end
+    if not typedef.delete then error(ctx.type .. " cannot delete (its type has no delete)", 0) end
+    if not ctx.check then typedef.delete(ctx, have, want) end
+    return { changed = true, changes = { { attr = "state", from = "present", to = "absent" } } }
+  end
+  local changes
+  if typedef.diff then changes = typedef.diff(ctx, want, have) or {}
+  else changes = M.default_diff(typedef, want, have) end
+  if have == nil and #changes == 0 then
+    changes = { { attr = "state", from = "absent", to = "present" } }
+  end
+  if #changes == 0 then return { changed = false } end
+  local output
+  if not ctx.check then output = typedef.apply(ctx, want, have, changes) end
+  return { changed = true, changes = changes, output = output }
+end
+
+-- Secrets never leave as values: an attribute that was one shows as such.
+local function hide_secrets(changes, wrapped, typedef)
+  for _, c in ipairs(changes or {}) do
+    local spec = typedef.schema[c.attr]
+    if secret.is(wrapped[c.attr]) or (spec and spec.sensitive) then
+      c.from = c.from ~= nil and "(sensitive)" or nil
+      c.to = "(sensitive)"
+    end
+  end
+  return changes
+end
+
+-- A file on the control machine named by a playbook: absolute, or in the
+-- playbook's `subdir` folder (templates/, files/), or beside it, as
+-- Ansible looks for them.
+function M.find_source(run, rel, subdir)
+  if rel:sub(1, 1) == "/" then return rel end
+  local base = run.playbook_dir or "."
+  local candidates = { base .. "/" .. rel }
+  if subdir then table.insert(candidates, 1, base .. "/" .. subdir .. "/" .. rel) end
+  for _, candidate in ipairs(candidates) do
+    if fs.stat(candidate) then return candidate end
+  end
+  error(("%s: no such file beside the playbook%s"):format(rel,
+    subdir and (" or in its " .. subdir .. "/ folder") or ""), 0)
+end
+
+--- Converge one resource of type `tname` on the run's current host.
+-- Returns { changed, skipped, changes, diff }; a failure is reported,
+-- then raised as a run failure (it stops the playbook, or the task).
+function M.call(run, tname, typedef, attrs, level)
+  local want, meta, label = schema.check(tname, typedef.schema, attrs, (level or 1) + 1)
+  local where = errors.where((level or 1) + 1)
+  local key = schema.positional(typedef.schema)
+  local h = run:host()
+  local ev = { event = "resource", host = h.name, type = tname,
+    name = key and tostring(want[key]) or tname }
+  if meta.when == false then
+    ev.status, ev.elapsed = "skipped", 0
+    run:count(h.name, "skipped")
+    run:emit(ev)
+    return { changed = false, skipped = true }
+  end
+  if loop.interrupted() then error(errors.failure("interrupted"), 0) end
+
+  local plain = secret.reveal_deep(want)
+  local logs = {}  -- shown after the resource's own line
+  local ctx = { host = h, check = run.check, type = tname, run = run, playbook_dir = run.playbook_dir,
+    log = function(msg) logs[#logs + 1] = msg end,
+    source = function(rel, subdir) return M.find_source(run, rel, subdir) end }
+  local started = loop.now()
+  local ok, res = xpcall(converge, errors.traceback, ctx, typedef, plain, label)
+  ev.elapsed = loop.now() - started
+  if ok then
+    ev.status = res.changed and "changed" or "ok"
+    if res.changed then
+      ev.changes = hide_secrets(res.changes, want, typedef)
+      ev.diff = res.diff
+    end
+  else
+    ev.status = "failed"
+    ev.error = errors.is_failure(res) and res.message or tostring(res)
+  end
+  run:count(h.name, ev.status)
+  run:emit(ev)
+  for _, msg in ipairs(logs) do run:emit({ event = "log", host = h.name, message = msg }) end
+  if not ok then error(errors.failure(("%s failed"):format(label), true), 0) end
+  if res.changed and meta.notify then run:notify(meta.notify, ("%s (%s)"):format(label, where)) end
+  if res.file and run.config then run.config:touch(h, res.file, res.changed, label) end
+  local result = { changed = res.changed, changes = ev.changes, diff = ev.diff }
+  for k, v in pairs(type(res.output) == "table" and res.output or {}) do
+    if result[k] == nil then result[k] = v end
+  end
+  return result
+end
+
+return M

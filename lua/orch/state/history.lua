@@ -1,0 +1,160 @@
+-- state/history.lua: versions of the files orch manages, in the state store:
+-- record them (content deduplicated by hash), read them back, restore one
+-- byte for byte; and versions of named configurations.
+local fs = require("orch.core.fs")
+local loop = require("orch.core.loop")
+local secret = require("orch.secret")
+
+local M = {}
+
+local function must(ok, err, code)
+  if ok == nil then error(("%s (%s)"):format(err, code), 0) end
+  return ok
+end
+
+--- The newest version row of host:path, or nil.
+function M.latest(store, host, path)
+  return store.db:row("SELECT * FROM file_versions WHERE host = ? AND path = ?"
+    .. " ORDER BY version DESC LIMIT 1", host, path)
+end
+
+--- What path is on the host now: { content, mode, uid, gid, owner, group },
+-- or false when absent; raises when it is something other than a file.
+function M.snapshot(h, path)
+  local st, err, code = h:stat(path)
+  if not st then
+    if err then error(err .. " (" .. code .. ")", 0) end
+    return false
+  end
+  if st.type ~= "file" then error(("%s: %s is a %s, not a file"):format(h.name, path, st.type), 0) end
+  return { content = must(h:read(path)), mode = st.mode, uid = st.uid, gid = st.gid,
+    owner = st.user, group = st.group }
+end
+
+--- Record a version of host:path; returns its number. v: { host, path,
+-- snapshot (false: absent), run_id, action, resource }. A content that
+-- holds a secret is not stored (only its hash): it can't be rolled back to.
+function M.record(store, v)
+  local db = store.db
+  return assert(store:transaction(function()
+    local last = db:value("SELECT MAX(version) FROM file_versions WHERE host = ? AND path = ?", v.host, v.path)
+    local version = last and last + 1 or 0
+    local snap = v.snapshot or {}  -- {} for absent: every column NULL
+    local sha, stored = nil, 1
+    if v.snapshot then
+      sha = fs.sha256_data(snap.content)
+      if secret.contains(snap.content) then
+        stored = 0
+      else
+        must(db:exec("INSERT OR IGNORE INTO blobs (sha256, content) VALUES (?, ?)", sha, snap.content))
+      end
+    end
+    must(db:exec("INSERT INTO file_versions (host, path, version, state, sha256, stored, size, mode,"
+      .. " uid, gid, owner, grp, run_id, time, action, resource)"
+      .. " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+      v.host, v.path, version, v.snapshot and "file" or "absent", sha, stored, snap.content and #snap.content,
+      snap.mode, snap.uid, snap.gid, snap.owner, snap.group, v.run_id, loop.time(), v.action, v.resource))
+    return version
+  end))
+end
+
+--- Before orch first changes host:path, record what was there (or that
+-- nothing was) as version 0, so it can always be put back.
+function M.ensure_original(store, h, path, run_id, resource)
+  if M.latest(store, h.name, path) then return end
+  M.record(store, { host = h.name, path = path, snapshot = M.snapshot(h, path), run_id = run_id,
+    action = "original", resource = resource })
+end
+
+--- Every version of host:path, oldest first.
+function M.list(store, host, path)
+  return must(store.db:rows("SELECT * FROM file_versions WHERE host = ? AND path = ? ORDER BY version",
+    host, path))
+end
+
+--- One version with its content, or nil.
+function M.get(store, host, path, version)
+  local row = store.db:row("SELECT * FROM file_versions WHERE host = ? AND path = ? AND version = ?",
+    host, path, version)
+  if row and row.sha256 and row.stored == 1 then
+    row.content = store.db:value("SELECT content FROM blobs WHERE sha256 = ?", row.sha256)
+  end
+  return row
+end
+
+local function same(snap, row)
+  if not snap then return row.state == "absent" end
+  return row.state == "file" and fs.sha256_data(snap.content) == row.sha256
+    and snap.mode == row.mode and snap.uid == row.uid and snap.gid == row.gid
+end
+
+--- Put version `version` of path back on host h, byte for byte with its
+-- mode and ownership, and record that as a new version. Returns the new
+-- version number, or false when the file already was that version; nil,
+-- err when it can't be done.
+function M.restore(store, h, path, version, run_id)
+  local row = M.get(store, h.name, path, version)
+  if not row then
+    return nil, ("%s:%s has no version %d (see: orch history %s:%s)"):format(h.name, path, version, h.name, path)
+  end
+  if row.state == "file" and not row.content then
+    return nil, ("%s:%s version %d held a secret, so its content was not stored"):format(h.name, path, version)
+  end
+  local now = M.snapshot(h, path)
+  if same(now, row) then return false end
+  if row.state == "absent" then
+    must(h:remove(path))
+  else
+    must(h:write(path, row.content, { mode = row.mode, owner = row.uid, group = row.gid }))
+  end
+  return M.record(store, { host = h.name, path = path, snapshot = M.snapshot(h, path), run_id = run_id,
+    action = "rollback", resource = ("rollback to version %d"):format(version) })
+end
+
+--- The files a run changed: { host, path, first } (the first version it
+-- made), the most recently changed first.
+function M.run_changes(store, run_id)
+  return must(store.db:rows("SELECT host, path, MIN(version) AS first, MAX(id) AS last"
+    .. " FROM file_versions WHERE run_id = ? AND action != 'original'"
+    .. " GROUP BY host, path ORDER BY last DESC", run_id))
+end
+
+-- ---- named configurations ----
+
+--- Record a new version of configuration `name`: files = { {host, path,
+-- version}, ... } as they stand now. Returns the version number.
+function M.config_record(store, name, files, run_id, action)
+  local db = store.db
+  return assert(store:transaction(function()
+    local last = db:value("SELECT MAX(version) FROM configs WHERE name = ?", name)
+    local version = (last or 0) + 1
+    must(db:exec("INSERT INTO configs (name, version, run_id, time, action) VALUES (?, ?, ?, ?, ?)",
+      name, version, run_id, loop.time(), action))
+    local id = db:last_id()
+    for _, f in ipairs(files) do
+      must(db:exec("INSERT OR REPLACE INTO config_files (config_id, host, path, version) VALUES (?, ?, ?, ?)",
+        id, f.host, f.path, f.version))
+    end
+    return version
+  end))
+end
+
+--- Every configuration: { name, version (latest), time, run_id, files }.
+function M.config_list(store)
+  return must(store.db:rows("SELECT c.name, c.version, c.time, c.run_id, c.action,"
+    .. " (SELECT COUNT(*) FROM config_files f WHERE f.config_id = c.id) AS files"
+    .. " FROM configs c WHERE c.version = (SELECT MAX(version) FROM configs WHERE name = c.name)"
+    .. " ORDER BY c.name"))
+end
+
+--- Versions of configuration `name`, oldest first, each with its files.
+function M.config_history(store, name)
+  local versions = must(store.db:rows("SELECT * FROM configs WHERE name = ? ORDER BY version", name))
+  for _, v in ipairs(versions) do
+    v.files = must(store.db:rows("SELECT host, path, version FROM config_files WHERE config_id = ?"
+      .. " ORDER BY host, path", v.id))
+  end
+  return versions
+end
+
+return M
