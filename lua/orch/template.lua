@@ -13,6 +13,7 @@
 -- becomes code with exactly as many newlines as it spans), so Lua's own
 -- syntax and runtime errors already say "name:LINE:" of the template.
 local fs = require("orch.core.fs")
+local proc = require("orch.proc")
 local cjson = require("cjson")
 
 local M = {}
@@ -23,10 +24,6 @@ M.stats = { compiles = 0 }
 -- Lua truncates a chunk name to LUA_IDSIZE - 1 (59) bytes in messages; we put
 -- the full name back so long paths stay usable.
 local IDSIZE = 59
-
-local function shell_quote(s)
-  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
 
 -- Templates share these tables: one that could assign string.upper would
 -- break every later render (and the engine), so they are read-only views.
@@ -47,7 +44,7 @@ local base = {
   error = error, assert = assert,
   os = read_only({ date = os.date, time = os.time, getenv = os.getenv }, "os"),
   json = function(v) return cjson.encode(v) end,
-  quote = shell_quote,
+  quote = proc.quote,
 }
 
 -- {{ }} output: nil prints nothing, everything else as tostring would.

@@ -17,10 +17,10 @@ function M.check_root(ctx)
   if euid ~= "0" then error(ROOT_MSG, 0) end
 end
 
---- The provider's folder (ctx.dir, or <playbook dir>/.orch/lab in a play),
--- absolute, since sshd and pg_ctl change directory.
+--- The provider's folder (ctx.dir), absolute, since sshd and pg_ctl
+-- change directory.
 function M.dir(ctx)
-  local dir = ctx.dir or ((ctx.playbook_dir or ".") .. "/.orch/lab")
+  local dir = ctx.dir
   if dir:sub(1, 1) ~= "/" then dir = assert(fs.cwd()) .. "/" .. dir end
   dir = dir:gsub("/+$", ""):gsub("/%./", "/")
   -- sshd_config and postgresql.conf would need quoting rules of their own

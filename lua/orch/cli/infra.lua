@@ -9,7 +9,7 @@ local ui_mod = require("orch.cli.ui")
 local playbook = require("orch.playbook")
 local run_mod = require("orch.playbook.run")
 local inventory_mod = require("orch.inventory")
-local resource = require("orch.resource")
+local ctx_mod = require("orch.resource.ctx")
 local secret = require("orch.secret")
 local errors = require("orch.errors")
 local infra = require("orch.infra")
@@ -41,11 +41,8 @@ end
 -- The provider ctx for a type: the local machine, a log, a data folder.
 local function context_maker(run, emit)
   return function(tname)
-    local module = tname:match("^([%w_]+)%.") or tname
-    return { host = run.localhost, run = run, type = tname, check = false, playbook_dir = run.playbook_dir,
-      dir = run.playbook_dir .. "/.orch/" .. module,
-      log = function(msg) emit({ event = "log", host = "local", message = tostring(msg) }) end,
-      source = function(rel, subdir) return resource.find_source(run, rel, subdir) end }
+    return ctx_mod.new(run, tname, run.localhost,
+      function(msg) emit({ event = "log", host = "local", message = tostring(msg) }) end)
   end
 end
 

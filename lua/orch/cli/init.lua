@@ -114,7 +114,7 @@ commands.status = {
   usage = "orch status -i INV [SELECTOR]",
   summary = "Reachability, OS, kernel, uptime and load of every host, in one table.",
   options = with(inventory_options, {}),
-  run = function(opts, rest) return require("orch.cli.run").status(opts, rest) end,
+  run = function(opts, rest) return require("orch.cli.status").run(opts, rest) end,
 }
 
 commands.repl = {

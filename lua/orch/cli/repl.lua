@@ -10,6 +10,8 @@ local proc = require("orch.proc")
 local inventory_mod = require("orch.inventory")
 local selector = require("orch.inventory.selector")
 local host_mod = require("orch.host")
+local facts = require("orch.host.facts")
+local fanout = require("orch.host.fanout")
 local ui_mod = require("orch.cli.ui")
 local errors = require("orch.errors")
 
@@ -104,50 +106,27 @@ local function abandon_work(s)
   s.inflight = {}
 end
 
-local function indent(text, by)
-  by = by or "  "
-  return by .. text:gsub("\n$", ""):gsub("\n", "\n" .. by) .. "\n"
-end
+local indent = ui_mod.indent
 
-local function head(s, name, status, what, elapsed)
-  local style = status == "ok" and "ok" or (status == "unreachable" and "unreachable" or "failed")
-  return ("%s | %s | %s\n"):format(s.ui:paint("bold", name), s.ui:paint(style, what), ("%.2fs"):format(elapsed))
-end
-
---- fn(h, entry) -> status ("ok", "failed", "unreachable"), value [, kept]
--- on every host of the set, at most s.forks at once, each in a task; the
--- Results hold `kept` (default: value; false: nothing). A stale task (from
--- before a Ctrl-C) stops at its next step without a word. report(entry,
--- status, value, elapsed) prints as each host finishes.
+--- fn(h, entry) -> status, value [, kept] on every host of the set, at
+-- most s.forks at once (orch.host.fanout.run), over the session's
+-- connections; the results show as a summary line at the prompt. A stale
+-- task (from before a Ctrl-C) stops at its next step without a word.
 local function fan_out(s, set, fn, report)
-  local counts = { ok = 0, failed = 0, unreachable = 0 }
-  local out = results(counts)
   local gen = s.generation
-  task.map(set.entries, s.forks, function(entry)
-    if gen ~= s.generation then return end
-    local started = loop.now()
-    local h, err = connect(s, entry)
-    if gen ~= s.generation then return end
-    local status, value, keep
-    if h then
-      s.inflight[h] = true
-      status, value, keep = fn(h, entry)
-      s.inflight[h] = nil
-      -- Ctrl-C may have raised in this very task: the prompt reports it
-      if gen ~= s.generation or loop.interrupted() then return end
-    else
-      status, value = "unreachable", err
-    end
-    if status == "unreachable" then
-      keep = { ok = false, unreachable = true, error = value }
-    elseif keep == nil then
-      keep = value
-    end
-    counts[status] = counts[status] + 1
-    out[entry.name] = keep or nil
-    if report then report(entry, status, value, loop.now() - started) end
-    io.stdout:flush()
+  local counts, kept = fanout.run(set.entries, {
+    forks = s.forks,
+    connect = function(entry) return connect(s, entry) end,
+    is_stale = function() return gen ~= s.generation end,
+    report = report,
+  }, function(h, entry)
+    s.inflight[h] = true
+    local status, value, keep = fn(h, entry)
+    s.inflight[h] = nil
+    return status, value, keep
   end)
+  local out = results(counts)
+  for name, v in pairs(kept) do out[name] = v end
   return out
 end
 
@@ -221,13 +200,7 @@ function HostSet:exec(cmd, opts)
     res.elapsed = loop.now() - started
     return res.ok and "ok" or "failed", res
   end, not opts.quiet and function(entry, status, value, elapsed)
-    if status == "unreachable" then
-      io.stdout:write(head(s, entry.name, status, "UNREACHABLE", elapsed), indent(tostring(value)))
-      return
-    end
-    io.stdout:write(head(s, entry.name, status, proc.failure(value) or "exit 0", elapsed))
-    if value.stdout ~= "" then io.stdout:write(indent(value.stdout)) end
-    if value.stderr ~= "" then io.stdout:write(s.ui:paint("dim", indent(value.stderr))) end
+    s.ui:host_result(entry.name, status, value, elapsed)
   end or nil)
 end
 
@@ -243,10 +216,10 @@ function HostSet:facts(opts)
   opts = opts or {}
   local s = self.session
   local r = fan_out(s, self, function(h)
-    local res, err = exec_on(s, h, host_mod.FACTS_SCRIPT, {})
+    local res, err = exec_on(s, h, facts.SCRIPT, {})
     if not res then return "unreachable", err end
     if not res.ok then return "failed", { error = (res.stderr:gsub("%s+$", "")) } end
-    return "ok", host_mod.parse_facts(res.stdout)
+    return "ok", facts.parse(res.stdout)
   end)
   if not opts.quiet then
     local rows = { { "HOST", "OS", "KERNEL", "CPUS", "MEMORY" } }
@@ -287,12 +260,13 @@ function HostSet:each(fn, opts)
     return "ok", value
   end, not opts.quiet and function(entry, status, value, elapsed)
     if status == "ok" then
-      io.stdout:write(head(s, entry.name, status, "ok", elapsed))
+      io.stdout:write(s.ui:host_head(entry.name, status, "ok", elapsed))
       if value ~= nil then io.stdout:write(indent(pretty.format(value))) end
     else
-      io.stdout:write(head(s, entry.name, status, status == "unreachable" and "UNREACHABLE" or "error", elapsed),
+      io.stdout:write(s.ui:host_head(entry.name, status, status == "unreachable" and "UNREACHABLE" or "error", elapsed),
         indent(errors.message(value)))
     end
+    io.stdout:flush()
   end or nil)
 end
 

@@ -3,6 +3,7 @@
 local term = require("orch.core.term")
 local json = require("cjson")
 local errors = require("orch.errors")
+local proc = require("orch.proc")
 
 local M = {}
 
@@ -212,6 +213,33 @@ function ui:progress(text)
   self.out:write("\r\27[K", text and self:paint("dim", text) or "")
   self.out:flush()
   self.status = text and self:paint("dim", text)
+end
+
+--- Text indented by `by` (two spaces), one level per line, ending in a
+-- newline: a host's output under its head line.
+function M.indent(text, by)
+  by = by or "  "
+  return by .. text:gsub("\n$", ""):gsub("\n", "\n" .. by) .. "\n"
+end
+
+--- The head line of a host's block in fan-out output (orch run, the
+-- REPL): "web01 | exit 0 | 0.12s", coloured by status.
+function ui:host_head(name, status, what, elapsed)
+  local style = status == "ok" and "ok" or (status == "unreachable" and "unreachable" or "failed")
+  return ("%s | %s | %s\n"):format(self:paint("bold", name), self:paint(style, what), ("%.2fs"):format(elapsed))
+end
+
+--- A command's result on one host as a block: head line, then its error,
+-- stdout and (dimmed) stderr, indented.
+function ui:host_result(name, status, res, elapsed)
+  if status == "unreachable" then
+    self.out:write(self:host_head(name, status, "UNREACHABLE", elapsed), M.indent(tostring(res)))
+  else
+    self.out:write(self:host_head(name, status, proc.failure(res) or "exit 0", elapsed))
+    if res.stdout ~= "" then self.out:write(M.indent(res.stdout)) end
+    if res.stderr ~= "" then self.out:write(self:paint("dim", M.indent(res.stderr))) end
+  end
+  self.out:flush()
 end
 
 --- A ui that shows no events (loading a file only to read its

@@ -4,10 +4,12 @@ local M = {}
 
 --- What h:facts() runs, on any host: one round trip.
 M.SCRIPT = "cat /etc/os-release 2>/dev/null; echo '--orch--'; uname -n; uname -r; uname -m; "
-  .. "nproc 2>/dev/null || echo 1; grep MemTotal /proc/meminfo 2>/dev/null; cat /proc/uptime 2>/dev/null"
+  .. "nproc 2>/dev/null || echo 1; grep MemTotal /proc/meminfo 2>/dev/null; cat /proc/uptime 2>/dev/null; "
+  .. "cat /proc/loadavg 2>/dev/null"
 
 --- Facts from SCRIPT's output: os (os-release fields, lower-case
--- keys), hostname, kernel, arch, cpus, memory_mb, uptime (seconds).
+-- keys), hostname, kernel, arch, cpus, memory_mb, uptime (seconds), load
+-- ("1m 5m 15m").
 function M.parse(out)
   local release, rest = out:match("^(.-)%-%-orch%-%-\n(.*)$")
   local os_info = {}
@@ -18,6 +20,7 @@ function M.parse(out)
     os = os_info, hostname = lines[1], kernel = lines[2], arch = lines[3], cpus = tonumber(lines[4]),
     memory_mb = lines[5] and math.floor((tonumber(lines[5]:match("%d+")) or 0) / 1024),
     uptime = lines[6] and tonumber(lines[6]:match("^[%d.]+")),
+    load = lines[7] and lines[7]:match("^([%d.]+ [%d.]+ [%d.]+)"),
   }
 end
 

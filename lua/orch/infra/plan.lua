@@ -23,7 +23,7 @@ local M = {}
 
 local UNKNOWN = infra.UNKNOWN
 
-local deep_equal = require("orch.resource").deep_equal
+local deep_equal = require("orch.tables").deep_equal
 
 -- ---- file types: compared by content hash, mode and owner -------------
 

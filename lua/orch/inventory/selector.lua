@@ -291,4 +291,17 @@ function M.limit(hosts, inv, sel)
   return out
 end
 
+--- The hosts that sel selects (within `limit`, if given) from the
+-- inventory files given with -i: a list, or nil and what is wrong (no
+-- file, a file that doesn't load, a selector that doesn't parse).
+function M.from_files(files, sel, limit)
+  if #(files or {}) == 0 then return nil, "no inventory: give -i FILE" end
+  local inv, err = inventory.new():load_all(files)
+  if not inv then return nil, err end
+  local ok, hosts = pcall(M.select, inv, sel)
+  if ok and limit then ok, hosts = pcall(M.limit, hosts, inv, limit) end
+  if not ok then return nil, tostring(hosts) end
+  return hosts
+end
+
 return M

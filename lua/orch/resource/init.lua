@@ -8,23 +8,15 @@ local schema = require("orch.resource.schema")
 local secret = require("orch.secret")
 local history = require("orch.state.history")
 local errors = require("orch.errors")
+local ctx_mod = require("orch.resource.ctx")
 local fileattrs = require("orch.fileattrs")
 
 local M = {}
 
-local function deep_equal(a, b)
-  if a == b then return true end
-  if type(a) ~= "table" or type(b) ~= "table" then return false end
-  for k, v in pairs(a) do
-    if not deep_equal(v, b[k]) then return false end
-  end
-  for k in pairs(b) do
-    if a[k] == nil then return false end
-  end
-  return true
-end
+M.find_source = ctx_mod.find_source  -- for providers written before orch.resource.ctx
 
-M.deep_equal = deep_equal
+local deep_equal = require("orch.tables").deep_equal
+M.deep_equal = deep_equal  -- for providers written before orch.tables
 
 local function shown(spec, v)
   if v == nil then return nil end
@@ -165,21 +157,6 @@ local function hide_secrets(changes, wrapped, typedef)
   return changes
 end
 
--- A file on the control machine named by a playbook: absolute, or in the
--- playbook's `subdir` folder (templates/, files/), or beside it, as
--- Ansible looks for them.
-function M.find_source(run, rel, subdir)
-  if rel:sub(1, 1) == "/" then return rel end
-  local base = run.playbook_dir or "."
-  local candidates = { base .. "/" .. rel }
-  if subdir then table.insert(candidates, 1, base .. "/" .. subdir .. "/" .. rel) end
-  for _, candidate in ipairs(candidates) do
-    if fs.stat(candidate) then return candidate end
-  end
-  error(("%s: no such file beside the playbook%s"):format(rel,
-    subdir and (" or in its " .. subdir .. "/ folder") or ""), 0)
-end
-
 --- Converge one resource of type `tname` on the run's current host.
 -- Returns { changed, skipped, changes, diff }; a failure is reported,
 -- then raised as a run failure (it stops the playbook, or the task).
@@ -200,9 +177,7 @@ function M.call(run, tname, typedef, attrs, level)
 
   local plain = secret.reveal_deep(want)
   local logs = {}  -- shown after the resource's own line
-  local ctx = { host = h, check = run.check, type = tname, run = run, playbook_dir = run.playbook_dir,
-    log = function(msg) logs[#logs + 1] = msg end,
-    source = function(rel, subdir) return M.find_source(run, rel, subdir) end }
+  local ctx = ctx_mod.new(run, tname, h, function(msg) logs[#logs + 1] = msg end)
   local started = loop.now()
   local ok, res = xpcall(converge, errors.traceback, ctx, typedef, plain, label)
   ev.elapsed = loop.now() - started

@@ -98,10 +98,6 @@ local function check_function(fn, content)
   return nil, "validation failed: " .. tostring(msg)
 end
 
-local function shell_quote(s)
-  return "'" .. s:gsub("'", "'\\''") .. "'"
-end
-
 -- Local stand-ins for the target's run and write_temp: the temp file keeps
 -- the content's file name, since some checkers go by the extension.
 local function run_local(cmdline)
@@ -134,7 +130,7 @@ local function check_command(template, content, opts)
   if not path then
     return nil, "validation command: cannot write a temp file: " .. tostring(cleanup)
   end
-  local cmdline = template:gsub("%%s", function() return shell_quote(path) end)
+  local cmdline = template:gsub("%%s", function() return proc.quote(path) end)
   -- Clean up whatever run does, even if it raises.
   local ok, res, err = pcall(run, cmdline)
   if cleanup then cleanup() end
