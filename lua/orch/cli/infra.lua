@@ -16,6 +16,7 @@ local infra = require("orch.infra")
 local infra_state = require("orch.infra.state")
 local infra_plan = require("orch.infra.plan")
 local infra_apply = require("orch.infra.apply")
+local render = require("orch.infra.render")
 
 local M = {}
 
@@ -71,86 +72,11 @@ end
 
 -- ---- showing a plan ------------------------------------------------------
 
-local SYMBOL = { create = "+", update = "~", replace = "-/+", delete = "-" }
-local STYLE = { create = "ok", update = "changed", replace = "changed", delete = "failed" }
-local DOING = { create = "creating", update = "updating", replace = "replacing", delete = "destroying" }
-local WORDS = { create = "will be created", update = "will be updated in place", delete = "will be destroyed" }
+local SYMBOL, DOING = render.SYMBOL, render.DOING
 
-local function render(ui, plan)
-  local out, show = {}, infra_plan.show
-  for _, a in ipairs(plan.actions) do
-    if a.drift and #a.drift > 0 then
-      out[#out + 1] = ui:paint("changed", ("  ! %s changed outside orch:"):format(a.address))
-      for _, c in ipairs(a.drift) do
-        out[#out + 1] = ("      %s: %s -> %s"):format(c.attr, show(c.from, c.sensitive), show(c.to, c.sensitive))
-      end
-    end
-    if a.gone then out[#out + 1] = ui:paint("changed", ("  ! %s was deleted outside orch"):format(a.address)) end
-    if SYMBOL[a.action] then
-      local words = WORDS[a.action] or ("must be replaced (%s)"):format(a.reason or "")
-      out[#out + 1] = ui:paint(STYLE[a.action], ("  %s %s"):format(SYMBOL[a.action], a.address)) .. "  " .. words
-      for _, c in ipairs(a.action ~= "delete" and a.changes or {}) do
-        if a.action == "update" or (a.action == "replace" and c.from ~= nil) then
-          out[#out + 1] = ("      ~ %s: %s -> %s%s"):format(c.attr, show(c.from, c.sensitive), show(c.to, c.sensitive),
-            c.forces and "  (forces replacement)" or "")
-        else
-          out[#out + 1] = ("      + %s = %s"):format(c.attr, show(c.to, c.sensitive))
-        end
-      end
-    end
-  end
-  if #out == 0 then out[1] = "  No changes: the infrastructure matches the configuration." end
-  for _, item in ipairs(plan.after or {}) do
-    if item.kind == "play" then
-      out[#out + 1] = ("  then: play %q on %s (after apply)"):format(item.name, item.spec.on)
-    end
-  end
-  out[#out + 1] = ""
-  out[#out + 1] = ui:paint("bold", ("Plan: %d to add, %d to change, %d to destroy."):format(plan.counts.add,
-    plan.counts.change, plan.counts.destroy))
-  return table.concat(out, "\n")
-end
-
--- The plan as JSON (--json, -out): values resolved where known, sensitive
--- ones hidden; what apply needs to run it exactly.
-local function plan_json(plan, file, with_attrs)
-  local function clean(v, sensitive)
-    if sensitive then return "(sensitive)" end
-    if v == infra.UNKNOWN then return { ["$unknown"] = true } end
-    if secret.is(v) then return "(sensitive)" end
-    if type(v) == "table" then
-      local o = {}
-      for k, x in pairs(v) do o[k] = clean(x) end
-      return o
-    end
-    return v
-  end
-  local function masked(attrs, hidden)
-    if type(attrs) ~= "table" then return nil end
-    local o = {}
-    for k, v in pairs(attrs) do o[k] = clean(v, hidden and hidden[k]) end
-    return o
-  end
-  local actions = {}
-  for i, a in ipairs(plan.actions) do
-    local changes = {}
-    for j, c in ipairs(a.changes or {}) do
-      changes[j] = { attr = c.attr, from = clean(c.from, c.sensitive), to = clean(c.to, c.sensitive), forces = c.forces }
-    end
-    actions[i] = { address = a.address, type = a.type, action = a.action, reason = a.reason, deps = a.deps,
-      -- what apply PLAN will use: the attributes as planned (the file is 0600)
-      attrs = with_attrs and a.want and (secret.reveal_deep(a.want)) or nil,
-      changes = changes, lifecycle = a.lifecycle, want = masked(a.want, a.sensitive), have = masked(a.have, a.sensitive),
-      recorded = a.recorded and masked(a.recorded.attrs, a.sensitive) }
-    if a.drift then
-      actions[i].drift = {}
-      for j, c in ipairs(a.drift) do
-        actions[i].drift[j] = { attr = c.attr, from = clean(c.from, c.sensitive), to = clean(c.to, c.sensitive) }
-      end
-    end
-  end
-  return { orch_plan = 1, file = file, workspace = plan.workspace, lineage = plan.lineage, serial = plan.serial,
-    counts = plan.counts, actions = actions, outputs = plan.outputs }
+-- The plan as text, painted as the terminal allows.
+local function show_plan(ui, plan)
+  return render.text(plan, function(style, text) return ui:paint(style, text) end)
 end
 
 -- ---- the commands --------------------------------------------------------
@@ -259,13 +185,13 @@ function M.converge_locked(cmd, opts, file, plan_file, saved, env)
     if not same then return finish(fail(plan_file .. ": the infrastructure changed since the plan was made; make a new plan")) end
   end
   if opts.out and cmd == "plan" then
-    local data = plan_json(plan, fs.realpath(file) or file, true)
+    local data = render.json(plan, fs.realpath(file) or file, true)
     data.destroy = opts.destroy or nil
     local wok, werr = fs.write(opts.out, json.encode(data), { mode = "0600" })
     if not wok then return finish(fail(werr)) end
   end
-  if ui.json then io.stdout:write(json.encode(plan_json(plan, file)), "\n")
-  else io.stdout:write(render(ui, plan), "\n") end
+  if ui.json then io.stdout:write(json.encode(render.json(plan, file)), "\n")
+  else io.stdout:write(show_plan(ui, plan), "\n") end
   local changes = infra_plan.has_changes(plan)
   if cmd == "plan" then
     if opts.out and not ui.json then io.stdout:write(("\nSaved the plan to %s: orch apply %s runs exactly it.\n"):format(opts.out, opts.out)) end
