@@ -86,4 +86,12 @@ function M.help(spec)
   return table.concat(lines, "\n") .. "\n"
 end
 
+--- A usage error of `orch CMD` (or of orch itself): two lines on stderr,
+-- the second pointing at the help; returns exit code 2.
+function M.usage_error(cmd, msg)
+  io.stderr:write(("orch%s: %s\n"):format(cmd and (" " .. cmd) or "", msg))
+  io.stderr:write(("try 'orch help%s'\n"):format(cmd and (" " .. cmd) or ""))
+  return 2
+end
+
 return M

@@ -2,12 +2,12 @@
 -- pipeline under its own lock and report it; show what ran before.
 local json = require("cjson")
 local loop = require("orch.core.loop")
-local fs = require("orch.core.fs")
 local state = require("orch.state")
 local ui_mod = require("orch.cli.ui")
 local playbook = require("orch.playbook")
 local pipeline_file = require("orch.pipeline.load")
 local execute = require("orch.pipeline.execute").execute
+local records = require("orch.pipeline.records")
 
 local M = {}
 
@@ -44,8 +44,8 @@ local function list(opts)
   local store = state.open_existing(state.path(opts.state, opts.file))
   local rows = {}
   for i, p in ipairs(loaded.list) do
-    local last = store and store.db:row("SELECT * FROM pipeline_runs WHERE pipeline = ? ORDER BY id DESC LIMIT 1", p.name)
-    local ok = store and store.db:row("SELECT * FROM pipeline_runs WHERE pipeline = ? AND status = 'ok' ORDER BY id DESC LIMIT 1", p.name)
+    local last, ok
+    if store then last, ok = records.latest(store, p.name) end
     rows[i] = { name = p.name, stages = #p.stages, triggers = table.concat(p.triggers.list, ","),
       status = last and last.status or "never run", last_run = last and last.started, last_success = ok and ok.started }
   end
@@ -59,18 +59,11 @@ local function list(opts)
   return 0
 end
 
-local function stages_of(store, id)
-  return store.db:rows("SELECT stage, status, attempts, started, finished, reason FROM stage_runs"
-    .. " WHERE pipeline_run = ? ORDER BY started IS NULL, started", id)
-end
-
 --- orch pipeline history NAME [-f FILE]: its runs, newest first, with stages
 local function history(opts, name)
   local store, err = state.open_existing(state.path(opts.state, opts.file))
   if not store then return fail(err) end
-  local runs = store.db:rows("SELECT * FROM pipeline_runs WHERE pipeline = ? ORDER BY id DESC LIMIT ?", name,
-    math.tointeger(opts.limit_runs) or 50)
-  for _, r in ipairs(runs) do r.stages = stages_of(store, r.id) end
+  local runs = records.runs(store, name, math.tointeger(opts.limit_runs) or 50)
   store:close()
   if #runs == 0 then return fail(("pipeline '%s' has no recorded runs"):format(name)) end
   if opts.json then io.stdout:write(json.encode(runs), "\n"); return 0 end
@@ -91,17 +84,9 @@ local function show(opts, id)
   if not id then return fail("pipeline show: RUN_ID is a number (see orch pipeline history NAME)", 2) end
   local store, err = state.open_existing(state.path(opts.state, opts.file))
   if not store then return fail(err) end
-  local r = store.db:row("SELECT * FROM pipeline_runs WHERE id = ?", id)
-  if not r then store:close(); return fail(("no pipeline run %d in %s"):format(id, store.path)) end
-  r.stages = store.db:rows("SELECT * FROM stage_runs WHERE pipeline_run = ? ORDER BY started IS NULL, started", id)
-  r.artifacts = store.db:rows("SELECT stage, path, files, bytes, sha256 FROM pipeline_artifacts"
-    .. " WHERE pipeline_run = ? ORDER BY stage", id)
+  local r = records.run(store, id)
   store:close()
-  for _, a in ipairs(r.artifacts) do
-    a.present = r.pruned == 0 and fs.stat(a.path) ~= nil
-    local ok, entries = pcall(function() return a.present and require("orch.core.archive").list(a.path) end)
-    a.entries = ok and entries or nil
-  end
+  if not r then return fail(("no pipeline run %d in %s"):format(id, store.path)) end
   if opts.json then io.stdout:write(json.encode(r), "\n"); return 0 end
   io.stdout:write(("pipeline %s  run %d  %s  %s  trigger %s%s\n"):format(r.pipeline, r.id, r.status, when(r.started),
     r.trigger, r.detail and (" " .. r.detail) or ""))

@@ -24,4 +24,10 @@ function M.parse(out)
   }
 end
 
+--- h:facts() of any host: gathered in one round trip, then cached on h.
+function M.of(h)
+  if not h.cached_facts then h.cached_facts = M.parse(h:exec(M.SCRIPT).stdout) end
+  return h.cached_facts
+end
+
 return M

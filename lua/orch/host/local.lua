@@ -66,13 +66,8 @@ function Host:temp_file(content)
   return path, function() fs.remove(dir, { recursive = true }) end
 end
 
---- Facts about the machine, gathered once and cached.
-function Host:facts()
-  if not self.cached_facts then
-    self.cached_facts = facts.parse(self:exec(facts.SCRIPT).stdout)
-  end
-  return self.cached_facts
-end
+--- Facts about the machine (orch.host.facts), gathered once and cached.
+Host.facts = facts.of
 
 --- Copy a file or tree: on the local machine, a copy.
 function Host:put(src, dst)

@@ -266,14 +266,8 @@ function Remote:temp_file(content)
   return path, function() self.session:unlink(path) end
 end
 
---- Facts gathered in one round trip and cached: os (os-release fields),
--- hostname, kernel, arch, cpus, memory_mb, uptime.
-function Remote:facts()
-  if not self.cached_facts then
-    self.cached_facts = facts.parse(self:exec(facts.SCRIPT).stdout)
-  end
-  return self.cached_facts
-end
+--- Facts (orch.host.facts), gathered in one round trip and cached.
+Remote.facts = facts.of
 
 --- Copy a local file or tree to the host (a file keeps its mode).
 function Remote:put(src, dst)
