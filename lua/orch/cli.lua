@@ -307,6 +307,10 @@ commands.help = {
   end,
 }
 
+-- For scripts/cli_docs.lua, which writes docs/reference/cli/ from this table.
+M.commands = commands
+M.order = order
+
 function M.overview()
   local lines = {
     "usage: orch COMMAND [options]   (orch -e CODE runs a Lua chunk)", "",
