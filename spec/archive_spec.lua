@@ -3,7 +3,7 @@
 local archive = require("orch.core.archive")
 local fs = require("orch.core.fs")
 local loop = require("orch.core.loop")
-local support = require("spec.support")
+local support = require("spec.helpers.support")
 
 local sh = support.sh
 

@@ -2,7 +2,7 @@
 -- namespaces with an sshd inside (logged in to, with the host key the
 -- provider reports), PostgreSQL and HAProxy; read sees what is really
 -- there, and delete leaves nothing behind. Needs root.
-local support = require("spec.support")
+local support = require("spec.helpers.support")
 local fs = require("orch.core.fs")
 local proc = require("orch.proc")
 local task = require("orch.task")

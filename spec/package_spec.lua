@@ -1,4 +1,4 @@
-local support = require("spec.support")
+local support = require("spec.helpers.support")
 local proc = require("orch.proc")
 
 -- Small, with no dependencies beyond libc, and not installed on a fresh
