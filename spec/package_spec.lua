@@ -10,7 +10,6 @@ local fs = require("orch.core.fs")
 -- This run's own name: another run's package (or anyone's) never counts.
 local PKG = ("orch-spec-pkg-%d"):format(support.pid())
 local FILE = "/usr/share/" .. PKG .. "/version"   -- each version writes its own number there
-local is_root = require("orch.core.info").user == "root"
 
 -- The installed version, or nil.
 local function installed()
@@ -19,7 +18,7 @@ local function installed()
 end
 
 describe("package", function()
-  local missing = apt_repo.missing_tool()
+  local missing = support.missing(apt_repo.TOOLS)
   if missing then pending("needs " .. missing .. " (apt and dpkg: Debian or Ubuntu)") return end
   local repo, dir
   lazy_setup(function()
@@ -39,7 +38,7 @@ describe("package", function()
   end
 
   it("installs a package, leaves it alone, moves it between versions, and removes it #machine", function()
-    if not is_root then pending("needs root: dpkg installs the package for real") return end
+    if not support.is_root() then pending("needs root: dpkg installs the package for real") return end
     assert.is_nil(installed(), PKG .. " is installed already; this spec installs and removes it")
     finally(function()
       if installed() then
@@ -101,7 +100,7 @@ describe("package", function()
   end)
 
   it("says so when the version asked for is not available", function()
-    if not is_root then pending("needs root: apt-get install takes dpkg's lock before it looks") return end
+    if not support.is_root() then pending("needs root: apt-get install takes dpkg's lock before it looks") return end
     local res = play(('package { %q, version = "0.0-orch" }\n'):format(PKG))
     assert.equals(1, res.code)
     assert.matches(("package %s: version 0.0-orch is not available"):format(PKG), res.stdout, 1, true)

@@ -11,16 +11,8 @@ local proc = require("orch.proc")
 
 local M = {}
 
+-- What the repository and the package provider run.
 M.TOOLS = { "dpkg-deb", "dpkg-query", "apt-get", "apt-cache" }
-
---- The first of M.TOOLS this machine lacks, or nil (for `pending`).
-function M.missing_tool()
-  for _, tool in ipairs(M.TOOLS) do
-    local r = proc.run({ "/bin/sh", "-c", 'command -v "$0" >/dev/null', tool })
-    if not (r and r.ok) then return tool end
-  end
-  return nil
-end
 
 local function write(path, data)
   assert(fs.write(path, data, { mode = "0644" }))

@@ -46,6 +46,21 @@ end
 --- Live processes whose command line holds `text`: spec.helpers.procs.with_text.
 M.processes_with = procs.with_text
 
+--- The first of `tools` (command names) not on PATH, or nil: for
+-- `pending("needs " .. tool)` in a spec that runs them.
+function M.missing(tools)
+  for _, tool in ipairs(tools) do
+    local r = proc.run({ "/bin/sh", "-c", 'command -v "$0" >/dev/null', tool })
+    if not (r and r.ok) then return tool end
+  end
+  return nil
+end
+
+--- Does this process run as root (effective uid 0)? For `pending("needs root ...")`.
+function M.is_root()
+  return M.read("/proc/self/status"):match("\nUid:%s+%d+%s+(%d+)") == "0"
+end
+
 --- This process's pid.
 function M.pid()
   return require("orch.core.info").pid
