@@ -27,6 +27,8 @@ local function free_gid()
   end
 end
 
+local NEEDS_ROOT = "needs root: useradd and groupadd change /etc/passwd and /etc/group"
+
 describe("user and group", function()
   local missing = support.missing({ "useradd", "usermod", "userdel", "groupadd", "groupmod", "groupdel", "getent" })
   if missing then pending("needs " .. missing .. " (the user and group providers run it)") return end
@@ -39,7 +41,7 @@ describe("user and group", function()
   after_each(function() support.remove_tree(dir) end)
 
   it("creates, leaves alone, changes and removes a user and its groups #machine", function()
-    if not support.is_root() then pending("needs root: useradd and groupadd change /etc/passwd and /etc/group") return end
+    if not support.is_root() then pending(NEEDS_ROOT) return end
     finally(function()
       proc.run({ "userdel", user })
       proc.run({ "groupdel", group })
@@ -104,7 +106,7 @@ describe("user and group", function()
   end)
 
   it("takes the primary group as a gid and keeps supplementary groups apart from it #machine", function()
-    if not support.is_root() then pending("needs root: useradd and groupadd change /etc/passwd and /etc/group") return end
+    if not support.is_root() then pending(NEEDS_ROOT) return end
     finally(function()
       proc.run({ "userdel", user })
       proc.run({ "groupdel", group })

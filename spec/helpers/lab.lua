@@ -4,6 +4,7 @@
 -- machine, so a spec asks about the names it made, never about all orch-*.
 local fs = require("orch.core.fs")
 local proc = require("orch.proc")
+local support = require("spec.helpers.support")
 
 local M = {}
 
@@ -12,7 +13,6 @@ M.BRIDGE, M.GATEWAY, M.CLAIMS = "orch0", "10.77.0.1", "/run/orch-lab"
 --- Why a lab spec cannot run here (not root, or the first of `tools` not
 -- on PATH), or nil: for `pending(why)`.
 function M.unmet(tools)
-  local support = require("spec.helpers.support")
   if not support.is_root() then
     return "needs root: network namespaces, veth, the orch0 bridge, files under /run and /var/lib"
   end
