@@ -1,4 +1,5 @@
-# Convenience targets over CMake; each installs missing Debian packages first.
+# Convenience targets over CMake. Only `deps` installs Debian packages, and
+# the README's two commands, `run` and `test`, which start with it.
 PREFIX ?= /usr/local
 JOBS   ?= $(shell nproc 2>/dev/null || echo 2)
 
@@ -7,15 +8,17 @@ JOBS   ?= $(shell nproc 2>/dev/null || echo 2)
 deps:
 	@scripts/deps.sh
 
-build: deps
+build:
 	@cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_INSTALL_PREFIX=$(PREFIX) >/dev/null
 	@cmake --build build -j$(JOBS)
 
 # The main job: the hello playbook against this machine, state in SQLite.
-run: build
+# deps, then build: in that order even under make -j.
+run: deps
+	@$(MAKE) --no-print-directory build
 	build/orch play playbooks/hello.lua
 
-# All specs, on a normal build and under ASan+UBSan.
+# All specs, on a normal build and under ASan+UBSan (test.sh runs deps.sh).
 test:
 	@scripts/test.sh
 

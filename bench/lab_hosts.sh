@@ -44,18 +44,18 @@ CFG
   done
 }
 
+# Deletes only what is there: the trap calls it again after the loop has.
 serial_delete() {
   i=1
   while [ $i -le "$N" ]; do
     name=$(printf bs%02d $i) d="$work/sh/$(printf bs%02d $i)"
-    [ -s "$d/sshd.pid" ] && kill "$(cat "$d/sshd.pid")" 2>/dev/null
-    ip link del "orch-$name" 2>/dev/null
-    ip netns del "orch-$name" 2>/dev/null
+    if [ -s "$d/sshd.pid" ]; then kill "$(cat "$d/sshd.pid")" 2>/dev/null || :; fi
+    if [ -e "/sys/class/net/orch-$name" ]; then ip link del "orch-$name"; fi
+    if [ -e "/run/netns/orch-$name" ]; then ip netns del "orch-$name"; fi
     i=$((i + 1))
   done
-  ip link del orch0 2>/dev/null
+  if [ -e /sys/class/net/orch0 ]; then ip link del orch0; fi
   rm -rf "$work/sh"
-  return 0
 }
 mkdir "$work/orch"
 cat > "$work/orch/hosts.lua" <<LUA
@@ -66,7 +66,14 @@ for i = 1, $N do
 end
 LUA
 orch_destroy() { "$ORCH" destroy "$work/orch/hosts.lua" --auto-approve >/dev/null 2>&1; }
-trap 'serial_delete; orch_destroy; rm -rf "$work"' EXIT
+# Cleanup never changes the exit status: non-zero means a figure was not measured.
+cleanup() {
+  status=$?
+  set +e
+  serial_delete; orch_destroy; rm -rf "$work"
+  exit $status
+}
+trap cleanup EXIT
 
 o="" s=""
 r=1

@@ -8,9 +8,7 @@
 set -eu
 cd "$(dirname "$0")/.."
 ORCH=${ORCH:-build/orch}
-command -v hyperfine >/dev/null 2>&1 || {
-  sudo=""; [ "$(id -u)" -eq 0 ] || sudo=sudo
-  $sudo apt-get install -y -qq hyperfine >/dev/null; }
+command -v hyperfine >/dev/null 2>&1 || { echo "bench: needs hyperfine: run make deps" >&2; exit 1; }
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 

@@ -3,7 +3,7 @@
 local archive = require("orch.core.archive")
 local fs = require("orch.core.fs")
 local loop = require("orch.core.loop")
-local support = require("spec.support")
+local support = require("spec.helpers.support")
 
 local sh = support.sh
 
@@ -116,10 +116,12 @@ describe("orch.core.archive", function()
   end)
 
   describe("extract of a hostile archive", function()
+    -- this run's own name, so a file another run left there never counts
+    local evil = "/tmp/orch-archive-evil-" .. support.pid()
     -- everything the archive could reach outside out/: dir and its parent
     local function assert_nothing_outside()
       assert.same({ "evil.tgz", "evil.tgz.py", "out", "src" }, assert(fs.list(dir)))
-      assert.is_nil(fs.lstat("/tmp/orch-archive-evil"))
+      assert.is_nil(fs.lstat(evil))
     end
 
     it("refuses '..' entries", function()
@@ -133,8 +135,8 @@ describe("orch.core.archive", function()
     end)
 
     it("refuses absolute paths and hard links to them", function()
-      for _, entries in ipairs({ { { "/tmp/orch-archive-evil" } },
-                                 { { "h", type = "hardlink", target = "/tmp/orch-archive-evil" } },
+      for _, entries in ipairs({ { { evil } },
+                                 { { "h", type = "hardlink", target = evil } },
                                  { { "h", type = "hardlink", target = "../src/top.txt" } } }) do
         python_tar(dir .. "/evil.tgz", entries)
         local ok, _, code = archive.extract(dir .. "/evil.tgz", dir .. "/out")

@@ -1,4 +1,4 @@
-local support = require("spec.support")
+local support = require("spec.helpers.support")
 local fs = require("orch.core.fs")
 
 local BEGIN, END = "# BEGIN orch managed block: orch\n", "# END orch managed block: orch\n"

@@ -1,4 +1,4 @@
-local support = require("spec.support")
+local support = require("spec.helpers.support")
 local fs = require("orch.core.fs")
 
 local function octal(s) return tonumber(s, 8) end

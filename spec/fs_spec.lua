@@ -1,5 +1,5 @@
 local fs = require("orch.core.fs")
-local support = require("spec.support")
+local support = require("spec.helpers.support")
 
 local sh = support.sh
 

@@ -2,7 +2,7 @@ local http = require("orch.core.http")
 local digest = require("orch.core.digest")
 local loop = require("orch.core.loop")
 local proc = require("orch.proc")
-local support = require("spec.support")
+local support = require("spec.helpers.support")
 
 -- One request with the real curl: { status, headers (names lower-cased), body }.
 local function curl(srv, path, ...)

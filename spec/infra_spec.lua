@@ -1,4 +1,4 @@
-local support = require("spec.support")
+local support = require("spec.helpers.support")
 local json = require("cjson")
 local fs = require("orch.core.fs")
 local proc = require("orch.proc")

@@ -1,4 +1,4 @@
-local support = require("spec.support")
+local support = require("spec.helpers.support")
 local proc = require("orch.proc")
 
 describe("cmake --install", function()

@@ -1,7 +1,7 @@
 local inventory = require("orch.inventory")
 local secret = require("orch.secret")
 local yaml = require("orch.core.yaml")
-local support = require("spec.support")
+local support = require("spec.helpers.support")
 
 local HOME = os.getenv("HOME")
 

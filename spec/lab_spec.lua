@@ -1,8 +1,11 @@
 -- lab_spec.lua: the lab provider against the real thing: network
 -- namespaces with an sshd inside (logged in to, with the host key the
 -- provider reports), PostgreSQL and HAProxy; read sees what is really
--- there, and delete leaves nothing behind. Needs root.
-local support = require("spec.support")
+-- there, and delete leaves nothing behind. Needs root. Another project's
+-- lab may share this machine: the spec asserts about the names it made.
+local support = require("spec.helpers.support")
+local lab_state = require("spec.helpers.lab")
+local ports = require("spec.helpers.ports")
 local fs = require("orch.core.fs")
 local proc = require("orch.proc")
 local task = require("orch.task")
@@ -13,9 +16,7 @@ local host_t = providers.find("lab.host", nil)
 local db_t = providers.find("lab.database", nil)
 local lb_t = providers.find("lab.load_balancer", nil)
 
-local function is_root()
-  return support.read("/proc/self/status"):match("\nUid:%s+%d+%s+(%d+)") == "0"
-end
+local namespaces, links = lab_state.namespaces, lab_state.links
 
 local function run(argv, opts)
   local res, err = proc.run(argv, opts)
@@ -23,39 +24,7 @@ local function run(argv, opts)
   return res
 end
 
--- Names from the first word of each line of a command's output.
-local function first_words(argv)
-  local set = {}
-  for line in run(argv).stdout:gmatch("[^\n]+") do set[line:match("^(%S+)")] = true end
-  return set
-end
-
-local function namespaces() return first_words({ "ip", "netns", "list" }) end
-
-local function links()
-  local set = {}
-  for name in run({ "ip", "-o", "link", "show" }).stdout:gmatch("\n?%d+: ([^:@%s]+)") do set[name] = true end
-  return set
-end
-
-local function orch_namespaces()
-  local set = {}
-  for ns in pairs(namespaces()) do
-    if ns:match("^orch%-") then set[ns] = true end
-  end
-  return set
-end
-
 local processes_under = support.processes_with
-
--- A TCP port in 30000-39999 that nothing listens on.
-local function free_port()
-  local busy = run({ "sh", "-c", "cat /proc/net/tcp /proc/net/tcp6 2>/dev/null" }).stdout
-  while true do
-    local port = math.random(30000, 39999)
-    if not busy:find((":%04X "):format(port), 1, true) then return port end   -- any use, to be safe
-  end
-end
 
 local tag = support.pid() % 100000
 local function unique(prefix) return ("%s%05d"):format(prefix, tag) end
@@ -111,15 +80,13 @@ local function new_host(lab, name, extra)
   return h, want
 end
 
-describe("lab.host", function()
-  before_each(function()
-    if not is_root() then pending("needs root") end
-  end)
+describe("lab.host #machine", function()
+  local why = lab_state.unmet({ "ip", "ssh-keygen", "ssh", "sshd", "bash", "setpriv" })
+  if why then pending(why) return end
 
   it("is a namespace whose sshd logs in with the host key it reports; read, re-apply, drift, delete", function()
     local lab = new_lab()
     finally(function() cleanup(lab) end)
-    local foreign = orch_namespaces()
     local name = unique("web")
     assert.is_nil(host_t.read(lab.ctx, { name = name }))
     assert.is_nil(fs.stat(lab.ctx.dir))   -- read changes nothing, not even a folder
@@ -160,14 +127,13 @@ describe("lab.host", function()
     assert.is_nil(links()["orch-" .. name])
     assert.same({}, processes_under(lab.dir))
     assert.is_nil(fs.stat(lab.ctx.dir .. "/hosts/" .. name))
-    -- the bridge goes with the last orch- namespace
-    assert.equals(next(foreign) ~= nil, links().orch0 ~= nil)
+    -- the bridge goes with the last thing on it, which may be another project's
+    assert.equals(lab_state.bridge_held(), lab_state.has_bridge())
   end)
 
   it("gives hosts made at once different addresses, on one bridge, reaching each other", function()
     local lab = new_lab()
     finally(function() cleanup(lab) end)
-    local foreign = orch_namespaces()
     local names = { unique("a"), unique("b") }
     local res = task.map(names, 2, function(name) return new_host(lab, name) end)
     assert(res[1].ok, res[1].err)
@@ -190,14 +156,14 @@ describe("lab.host", function()
 
     host_t.delete(lab.ctx, a)
     host_t.delete(lab.ctx, c)
-    assert.truthy(links().orch0)   -- b still uses it
+    assert.is_true(lab_state.has_bridge())   -- b still uses it
     host_t.delete(lab.ctx, b)
     for _, name in ipairs({ names[1], names[2], unique("c") }) do
       assert.is_nil(namespaces()["orch-" .. name])
       assert.is_nil(links()["orch-" .. name])
     end
     assert.same({}, processes_under(lab.dir))
-    assert.equals(next(foreign) ~= nil, links().orch0 ~= nil)
+    assert.equals(lab_state.bridge_held(), lab_state.has_bridge())
   end)
 
   it("changes the address and the authorized key in place, and reads an address changed by hand", function()
@@ -280,10 +246,10 @@ local function db_version()
   return best
 end
 
-describe("lab.database", function()
-  before_each(function()
-    if not is_root() then pending("needs root") end
-  end)
+describe("lab.database #machine", function()
+  local why = lab_state.unmet({ "ip", "psql", "runuser" })
+      or (not db_version() and "needs PostgreSQL's server (/usr/lib/postgresql/N/bin)")
+  if why then pending(why) return end
 
   it("runs PostgreSQL with a role owning a database; the password is on no command line", function()
     local lab = new_lab()
@@ -335,7 +301,7 @@ describe("lab.database", function()
 
     -- stopped by hand: absent; apply starts the same cluster, data kept
     -- clusters live under /var/lib/orch-lab/<hash of ctx.dir>/ (the postgres user reaches it)
-    local data = "/var/lib/orch-lab/" .. fs.sha256_data(lab.ctx.dir):sub(1, 12)
+    local data = lab_state.db_root(lab.ctx.dir)
     local sock = data .. "/db/" .. want.name
     assert.equals(0, run({ "psql", "-X", "-q", db2.url, "-c", "create table kept (x int)" }).code)
     run({ "runuser", "-u", "postgres", "--", "/usr/lib/postgresql/" .. db_version() .. "/bin/pg_ctl",
@@ -355,7 +321,7 @@ describe("lab.database", function()
     assert.equals(want.user, have.user)
 
     db_t.delete(lab.ctx, db2)
-    assert.is_nil(links().orch0)   -- the bridge it made goes with it
+    assert.equals(lab_state.bridge_held(), lab_state.has_bridge())   -- unless something else holds it
     assert.falsy(support.alive(db2.pid))
     assert.is_nil(fs.stat(sock))
     assert.is_nil(fs.stat(data))   -- the project's folder goes with its last cluster
@@ -365,10 +331,9 @@ describe("lab.database", function()
   end)
 end)
 
-describe("lab.load_balancer", function()
-  before_each(function()
-    if not is_root() then pending("needs root") end
-  end)
+describe("lab.load_balancer #machine", function()
+  local why = lab_state.unmet({ "haproxy", "python3", "curl" })
+  if why then pending(why) return end
 
   -- python3's http.server on 127.0.0.1:port, answering `body`.
   local function http_server(lab, port, body)
@@ -395,7 +360,7 @@ describe("lab.load_balancer", function()
       for _, p in ipairs(servers) do p:kill("KILL"); p:wait(); p:close() end
       cleanup(lab)
     end)
-    local p1, p2, listen = free_port(), free_port(), free_port()
+    local p1, p2, listen = table.unpack(ports.free(3))
     servers[1] = http_server(lab, p1, "one\n")
     servers[2] = http_server(lab, p2, "two\n")
 

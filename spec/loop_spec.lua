@@ -1,6 +1,6 @@
 local loop = require("orch.core.loop")
 local task = require("orch.task")
-local support = require("spec.support")
+local support = require("spec.helpers.support")
 
 describe("orch.core.loop scheduler", function()
   it("runs 1,000 tasks that sleep concurrently", function()

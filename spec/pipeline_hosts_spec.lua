@@ -1,5 +1,5 @@
-local support = require("spec.support")
-local sshd = require("spec.sshd")
+local support = require("spec.helpers.support")
+local sshd = require("spec.helpers.sshd")
 local json = require("cjson")
 
 describe("orch pipeline stages on SSH hosts (real sshd)", function()

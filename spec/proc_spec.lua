@@ -1,7 +1,7 @@
 local proc = require("orch.proc")
 local task = require("orch.task")
 local fs = require("orch.core.fs")
-local support = require("spec.support")
+local support = require("spec.helpers.support")
 
 local function count_fds()
   return #fs.list("/proc/self/fd")

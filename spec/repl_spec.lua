@@ -1,5 +1,5 @@
-local support = require("spec.support")
-local sshd = require("spec.sshd")
+local support = require("spec.helpers.support")
+local sshd = require("spec.helpers.sshd")
 local fs = require("orch.core.fs")
 local loop = require("orch.core.loop")
 local proc = require("orch.proc")

@@ -1,6 +1,6 @@
 local inventory = require("orch.inventory")
 local selector = require("orch.selector")
-local support = require("spec.support")
+local support = require("spec.helpers.support")
 
 -- Interleaved on purpose: results come in this order whatever the selector's.
 local HOSTS = {

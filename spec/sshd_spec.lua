@@ -1,5 +1,5 @@
-local support = require("spec.support")
-local sshd = require("spec.sshd")
+local support = require("spec.helpers.support")
+local sshd = require("spec.helpers.sshd")
 local proc = require("orch.proc")
 local fs = require("orch.core.fs")
 local yaml = require("orch.core.yaml")
@@ -11,22 +11,7 @@ local function askpass(dir, secret)
   return { SSH_ASKPASS = path, SSH_ASKPASS_REQUIRE = "force", DISPLAY = "none" }
 end
 
--- Processes whose command line mentions text (our sshd listeners name
--- their config under lab.dir).
-local function processes_mentioning(text)
-  local found = {}
-  for _, pid in ipairs(fs.list("/proc")) do
-    local f = pid:match("^%d+$") and io.open("/proc/" .. pid .. "/cmdline", "rb")
-    if f then
-      local cmd = f:read("a"):gsub("%z", " ")
-      f:close()
-      if cmd:find(text, 1, true) then found[#found + 1] = pid .. " " .. cmd end
-    end
-  end
-  return found
-end
-
-describe("spec.sshd", function()
+describe("spec.helpers.sshd", function()
   if not sshd.available() then return pending("needs sshd (" .. sshd.sshd .. ")") end
   local lab
   lazy_setup(function() lab = sshd.start(3, { groups = { web = { 1, 2 }, db = { 3 } } }) end)
@@ -166,13 +151,13 @@ describe("spec.sshd lab:stop()", function()
     session:close()
     for _, pid in ipairs(pids) do assert.is_false(support.alive(pid)) end
     assert.is_false(support.alive(remote_sleep))
-    assert.same({}, processes_mentioning(lab.dir))
+    assert.same({}, support.processes_with(lab.dir))
     assert.is_nil(fs.stat(lab.dir))
     assert.is_nil(fs.stat(agent))
   end)
 
-  it("creates a throwaway password user on request, and removes it", function()
-    if require("orch.core.info").user ~= "root" then pending("needs root (useradd)") end
+  it("creates a throwaway password user on request, and removes it #machine", function()
+    if not support.is_root() then pending("needs root: useradd changes /etc/passwd") return end
     local lab = sshd.start(1, { password_user = true })
     finally(function() lab:stop() end)
     local user = lab.password_user

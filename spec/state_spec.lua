@@ -1,4 +1,4 @@
-local support = require("spec.support")
+local support = require("spec.helpers.support")
 local core = require("orch.core.state")
 local state = require("orch.state")
 local loop = require("orch.core.loop")

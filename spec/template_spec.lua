@@ -1,6 +1,6 @@
 -- template_spec.lua: the template language: output, control flow, whitespace,
 -- error positions and the render_file cache.
-local support = require("spec.support")
+local support = require("spec.helpers.support")
 local template = require("orch.template")
 
 -- { name, source, vars, expected output }

@@ -1,5 +1,5 @@
 -- textdiff_spec.lua: unified diffs, checked byte for byte against GNU diff -u.
-local support = require("spec.support")
+local support = require("spec.helpers.support")
 local proc = require("orch.proc")
 local textdiff = require("orch.textdiff")
 

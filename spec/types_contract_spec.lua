@@ -1,7 +1,7 @@
 -- Every core type honours the same contract: --check changes nothing yet
 -- reports the change, a second run changes nothing, --diff shows what a
 -- modification would do, and a typo is refused before anything runs.
-local support = require("spec.support")
+local support = require("spec.helpers.support")
 local fs = require("orch.core.fs")
 
 -- Everything under dir except orch's own state: what --check must not touch.

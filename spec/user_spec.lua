@@ -1,4 +1,4 @@
-local support = require("spec.support")
+local support = require("spec.helpers.support")
 local proc = require("orch.proc")
 local fs = require("orch.core.fs")
 
@@ -27,7 +27,11 @@ local function free_gid()
   end
 end
 
+local NEEDS_ROOT = "needs root: useradd and groupadd change /etc/passwd and /etc/group"
+
 describe("user and group", function()
+  local missing = support.missing({ "useradd", "usermod", "userdel", "groupadd", "groupmod", "groupdel", "getent" })
+  if missing then pending("needs " .. missing .. " (the user and group providers run it)") return end
   local dir, user, group, extra
   before_each(function()
     dir = support.tmpdir()
@@ -36,7 +40,8 @@ describe("user and group", function()
   end)
   after_each(function() support.remove_tree(dir) end)
 
-  it("creates, leaves alone, changes and removes a user and its groups", function()
+  it("creates, leaves alone, changes and removes a user and its groups #machine", function()
+    if not support.is_root() then pending(NEEDS_ROOT) return end
     finally(function()
       proc.run({ "userdel", user })
       proc.run({ "groupdel", group })
@@ -100,7 +105,8 @@ describe("user and group", function()
     assert.is_nil(getent("passwd", user))
   end)
 
-  it("takes the primary group as a gid and keeps supplementary groups apart from it", function()
+  it("takes the primary group as a gid and keeps supplementary groups apart from it #machine", function()
+    if not support.is_root() then pending(NEEDS_ROOT) return end
     finally(function()
       proc.run({ "userdel", user })
       proc.run({ "groupdel", group })

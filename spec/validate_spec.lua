@@ -1,5 +1,5 @@
 -- validate_spec.lua: checking content before it is installed.
-local support = require("spec.support")
+local support = require("spec.helpers.support")
 local fs = require("orch.core.fs")
 local validate = require("orch.validate")
 

@@ -1,5 +1,5 @@
 local yaml = require("orch.core.yaml")
-local support = require("spec.support")
+local support = require("spec.helpers.support")
 
 local null = yaml.null
 

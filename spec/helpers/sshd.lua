@@ -1,7 +1,7 @@
 -- sshd.lua: real OpenSSH servers on 127.0.0.1 for the specs, with throwaway
 -- keys, a client HOME that trusts them, an inventory, and an ssh-agent.
 --
---   local sshd = require("spec.sshd")
+--   local sshd = require("spec.helpers.sshd")
 --   local lab
 --   lazy_setup(function() lab = sshd.start(3) end)
 --   lazy_teardown(function() lab:stop() end)
@@ -39,6 +39,9 @@
 local fs = require("orch.core.fs")
 local loop = require("orch.core.loop")
 local proc = require("orch.proc")
+local inventory = require("spec.helpers.inventory")
+local ports = require("spec.helpers.ports")
+local procs = require("spec.helpers.procs")
 
 local M = {}
 
@@ -65,140 +68,8 @@ local function check(argv, opts)
   return res
 end
 
-local function read_file(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local data = f:read("a")
-  f:close()
-  return data
-end
-
 local function write_file(path, data, mode)
   assert(fs.write(path, data, { mode = mode or "0644" }))
-end
-
--- /proc/PID/stat: state and start time; nil when there is no such process.
-local function proc_stat(pid)
-  local line = read_file("/proc/" .. pid .. "/stat")
-  if not line then return nil end
-  local rest = line:match("^%d+ %(.*%) (.*)$")   -- comm may hold ") "
-  if not rest then return nil end
-  local fields = {}
-  for w in rest:gmatch("%S+") do fields[#fields + 1] = w end
-  -- fields[1] is field 3 (state), so field N is fields[N - 2]
-  return { state = fields[1], ppid = tonumber(fields[2]), start = fields[20] }
-end
-
-local function is_alive(pid)
-  local st = proc_stat(pid)
-  return st ~= nil and st.state ~= "Z"
-end
-
--- Every descendant of pid, with its start time so a recycled pid is never
--- signalled: { { pid, start }, ... }. O(processes) per call; fine here.
-local function descendants(pid)
-  local children = {}
-  for _, name in ipairs(fs.list("/proc") or {}) do
-    if name:match("^%d+$") then
-      local st = proc_stat(name)
-      if st then
-        children[st.ppid] = children[st.ppid] or {}
-        table.insert(children[st.ppid], { pid = tonumber(name), start = st.start })
-      end
-    end
-  end
-  local out, queue = {}, { pid }
-  while #queue > 0 do
-    local p = table.remove(queue)
-    for _, c in ipairs(children[p] or {}) do
-      out[#out + 1] = c
-      queue[#queue + 1] = c.pid
-    end
-  end
-  return out
-end
-
--- TERM the listed processes (if they are still the ones we saw: same start
--- time), wait up to 3 s for them to go, then KILL what is left.
-local function terminate(list)
-  local function same(c)
-    local st = proc_stat(c.pid)
-    return st ~= nil and st.state ~= "Z" and st.start == c.start
-  end
-  local deadline = loop.now() + 3
-  local sig
-  while true do
-    local left = {}
-    for _, c in ipairs(list) do
-      if same(c) then left[#left + 1] = tostring(c.pid) end
-    end
-    if #left == 0 then return end
-    local next_sig = (sig == nil and "TERM") or (loop.now() > deadline and "KILL") or nil
-    if sig == "KILL" and loop.now() > deadline + 2 then
-      error("processes survive SIGKILL: " .. table.concat(left, " "))
-    end
-    if next_sig and next_sig ~= sig then
-      sig = next_sig
-      -- sh's builtin kill: no procps needed (slim images lack /usr/bin/kill)
-      proc.run({ "/bin/sh", "-c", 'kill -s "$0" "$@" 2>/dev/null', sig, table.unpack(left) })
-    end
-    loop.sleep(0.01)
-  end
-end
-
--- Listening TCP sockets: { [port] = { [inode] = true } }. Reading
--- /proc/net/tcp costs milliseconds of kernel time on a big machine (it
--- walks the whole socket hash), so callers read it once, not in a loop.
-local function listening()
-  local ports = {}
-  for _, table_path in ipairs({ "/proc/net/tcp", "/proc/net/tcp6" }) do
-    for line in (read_file(table_path) or ""):gmatch("[^\n]+") do
-      local lport, st, inode = line:match(
-        "^%s*%d+:%s+%x+:(%x+)%s+%x+:%x+%s+(%x+)%s+%S+%s+%S+%s+%S+%s+%S+%s+%S+%s+(%d+)")
-      if lport and st == "0A" then
-        local port = tonumber(lport, 16)
-        ports[port] = ports[port] or {}
-        ports[port][inode] = true
-      end
-    end
-  end
-  return ports
-end
-
--- Does pid hold a socket listening on port (in the table from listening())?
-local function listens(pid, port, table_)
-  local inodes = table_[port]
-  if not inodes then return false end
-  for _, fd in ipairs(fs.list("/proc/" .. pid .. "/fd") or {}) do
-    local target = fs.readlink("/proc/" .. pid .. "/fd/" .. fd)
-    local inode = target and target:match("^socket:%[(%d+)%]$")
-    if inode and inodes[inode] then return true end
-  end
-  return false
-end
-
--- Ports: a base in 20000-39999 that differs per process and per call, then
--- upwards, skipping ports something listens on and ports this process
--- handed out before. A port taken between this check and sshd's bind is
--- retried (see _start_hosts).
-local port_counter, taken = 0, {}
-local function free_ports(n)
-  port_counter = port_counter + 1
-  local pid = require("orch.core.info").pid
-  local seed = pid * 7919 + math.floor(loop.time() * 1000) + port_counter * 613
-  local port = 20000 + seed % 20000
-  local busy = listening()
-  local out = {}
-  for _ = 1, 20000 do
-    if not busy[port] and not taken[port] then
-      taken[port] = true
-      out[#out + 1] = port
-      if #out == n then return out end
-    end
-    port = port + 1
-    if port >= 40000 then port = 20000 end
-  end
-  error("no free TCP port found in 20000-39999")
 end
 
 local function keygen(path, kind, passphrase, extra)
@@ -208,42 +79,8 @@ local function keygen(path, kind, passphrase, extra)
 end
 
 local function public_key(path)
-  local pub = assert(read_file(path .. ".pub"))
+  local pub = assert(fs.read(path .. ".pub"))
   return pub:match("^(%S+ %S+)")
-end
-
--- YAML scalars: strings double-quoted (JSON-style escapes), tables as flow.
-local function yaml_value(v)
-  local t = type(v)
-  if t == "string" then
-    return '"' .. v:gsub('[%c"\\]', function(c)
-      if c == "\n" then return "\\n" end
-      if c == '"' or c == "\\" then return "\\" .. c end
-      return ("\\x%02x"):format(c:byte())
-    end) .. '"'
-  elseif t == "number" or t == "boolean" then
-    return tostring(v)
-  elseif t == "table" then
-    if #v > 0 or next(v) == nil then
-      local items = {}
-      for i, x in ipairs(v) do items[i] = yaml_value(x) end
-      return "[" .. table.concat(items, ", ") .. "]"
-    end
-    local keys = {}
-    for k in pairs(v) do keys[#keys + 1] = tostring(k) end
-    table.sort(keys)
-    local items = {}
-    for i, k in ipairs(keys) do items[i] = yaml_value(k) .. ": " .. yaml_value(v[k]) end
-    return "{" .. table.concat(items, ", ") .. "}"
-  end
-  error("cannot write a " .. t .. " to YAML")
-end
-
-local function sorted_keys(t)
-  local keys = {}
-  for k in pairs(t) do keys[#keys + 1] = k end
-  table.sort(keys, function(a, b) return tostring(a) < tostring(b) end)
-  return keys
 end
 
 function lab:_config(h)
@@ -291,7 +128,7 @@ end
 
 -- What host h's sshd logged since its last start.
 local function new_log(h)
-  return (read_file(h.log) or ""):sub((h.log_offset or 0) + 1)
+  return (fs.read(h.log) or ""):sub((h.log_offset or 0) + 1)
 end
 
 local function log_tail(h)
@@ -323,18 +160,18 @@ function lab:_start_hosts(list, keep_port)
     -- that hides it, the socket table says so instead (read seldom: it
     -- is costly).
     polls = polls + 1
-    local sockets = polls % 25 == 0 and listening() or nil
+    local sockets = polls % 25 == 0 and ports.listening() or nil
     local still = {}
     for _, h in ipairs(pending) do
       local log = new_log(h)
       if log:find("Server listening on 127.0.0.1 port " .. h.port .. ".", 1, true)
-          or (sockets and listens(h.pid, h.port, sockets)) then
+          or (sockets and ports.listens(h.pid, h.port, sockets)) then
         h.up = true
-      elseif not is_alive(h.pid) then
+      elseif not procs.is_alive(h.pid) then
         reap(h)
         h.retries = (h.retries or 0) + 1
         if log:find("Address already in use", 1, true) and not keep_port and h.retries <= 10 then
-          h.port = free_ports(1)[1]
+          h.port = ports.free(1)[1]
           moved = true
           self:_spawn(h)
           still[#still + 1] = h
@@ -469,8 +306,8 @@ function M.start(n, opts)
       check({ "chpasswd" }, { stdin = name .. ":" .. password .. "\n" })
     end
 
-    local ports = free_ports(n)
-    for i, h in ipairs(self.hosts) do h.port = ports[i] end
+    local free = ports.free(n)
+    for i, h in ipairs(self.hosts) do h.port = free[i] end
     self:_write_known_hosts()
     self:_start_hosts(self.hosts)
   end)
@@ -487,10 +324,10 @@ function lab:stop_host(i, opts)
   local h = assert(self.hosts[i], "no host " .. tostring(i))
   if not h.pid then return end
   local list = {}
-  if not (opts and opts.keep_connections) then list = descendants(h.pid) end
-  local st = proc_stat(h.pid)
+  if not (opts and opts.keep_connections) then list = procs.descendants(h.pid) end
+  local st = procs.stat(h.pid)
   if st then table.insert(list, 1, { pid = h.pid, start = st.start }) end
-  terminate(list)
+  procs.terminate(list)
   reap(h)
   h.up = false
 end
@@ -498,7 +335,7 @@ end
 --- Start host i's sshd again, on the same port and with the same host key.
 function lab:start_host(i)
   local h = assert(self.hosts[i], "no host " .. tostring(i))
-  if h.pid and is_alive(h.pid) then return end
+  if h.pid and procs.is_alive(h.pid) then return end
   h.retries = 0
   self:_start_hosts({ h }, true)
 end
@@ -560,7 +397,7 @@ function lab:agent()
   self._agent = p
   local deadline = loop.now() + M.start_timeout
   while not fs.stat(sock) do
-    if not is_alive(p:pid()) or loop.now() > deadline then
+    if not procs.is_alive(p:pid()) or loop.now() > deadline then
       error("ssh-agent did not create " .. sock, 2)
     end
     loop.sleep(0.01)
@@ -583,44 +420,7 @@ end
 -- Every host carries its ansible_* keys itself, so a reader needs no group
 -- vars inheritance to connect.
 function lab:inventory_yaml(opts)
-  opts = opts or {}
-  local path = opts.path or (self.dir .. "/hosts.yaml")
-  local out = { "# orch spec lab " .. self.dir, "all:" }
-  if opts.vars and next(opts.vars) then
-    out[#out + 1] = "  vars:"
-    for _, k in ipairs(sorted_keys(opts.vars)) do
-      out[#out + 1] = ("    %s: %s"):format(k, yaml_value(opts.vars[k]))
-    end
-  end
-  out[#out + 1] = "  hosts:"
-  for i, h in ipairs(self.hosts) do
-    out[#out + 1] = "    " .. h.name .. ":"
-    local vars = {
-      ansible_host = h.address,
-      ansible_port = h.port,
-      ansible_user = self.user,
-    }
-    if opts.key ~= false then vars.ansible_ssh_private_key_file = opts.key or self.key end
-    local own = opts.host_vars and (opts.host_vars[i] or opts.host_vars[h.name]) or {}
-    for k, v in pairs(own) do vars[k] = v end
-    for _, k in ipairs(sorted_keys(vars)) do
-      out[#out + 1] = ("      %s: %s"):format(k, yaml_value(vars[k]))
-    end
-  end
-  local groups = opts.groups or self.groups
-  if groups and next(groups) then
-    out[#out + 1] = "  children:"
-    for _, g in ipairs(sorted_keys(groups)) do
-      out[#out + 1] = "    " .. g .. ":"
-      out[#out + 1] = "      hosts:"
-      for _, ref in ipairs(groups[g]) do
-        local h = type(ref) == "number" and self.hosts[ref] or nil
-        out[#out + 1] = "        " .. tostring(h and h.name or ref) .. ": {}"
-      end
-    end
-  end
-  write_file(path, table.concat(out, "\n") .. "\n")
-  return path
+  return inventory.write(self, opts)
 end
 
 --- Stop every server (and its connections) and the agent, remove the
@@ -635,8 +435,8 @@ function lab:stop()
   end
   if self._agent then
     local pid = self._agent:pid()
-    local st = proc_stat(pid)
-    if st then terminate({ { pid = pid, start = st.start } }) end
+    local st = procs.stat(pid)
+    if st then procs.terminate({ { pid = pid, start = st.start } }) end
     self._agent:wait()
     self._agent:close()
     self._agent = nil

@@ -2,10 +2,11 @@
 -- files, and running orch as a real child process.
 local fs = require("orch.core.fs")
 local proc = require("orch.proc")
+local procs = require("spec.helpers.procs")
 
 local M = {}
 
-local here = debug.getinfo(1, "S").source:match("^@(.*)/spec/support%.lua$") or "."
+local here = debug.getinfo(1, "S").source:match("^@(.*)/spec/helpers/support%.lua$") or "."
 M.root = here
 -- ORCH_BIN lets CI run the same specs against the sanitizer build.
 -- Absolute, so a spec may run it in another folder (cwd).
@@ -42,19 +43,22 @@ function M.sh(cmd)
   return out
 end
 
---- Live processes whose command line holds `text` (a zombie's is empty),
--- as "PID: command line" strings.
-function M.processes_with(text)
-  local found = {}
-  for _, pid in ipairs(require("orch.core.fs").list("/proc") or {}) do
-    if pid:match("^%d+$") then
-      local f = io.open("/proc/" .. pid .. "/cmdline", "rb")
-      local cmd = f and f:read("a") or ""
-      if f then f:close() end
-      if cmd:find(text, 1, true) then found[#found + 1] = pid .. ": " .. cmd:gsub("%z", " ") end
-    end
+--- Live processes whose command line holds `text`: spec.helpers.procs.with_text.
+M.processes_with = procs.with_text
+
+--- The first of `tools` (command names) not on PATH, or nil: for
+-- `pending("needs " .. tool)` in a spec that runs them.
+function M.missing(tools)
+  for _, tool in ipairs(tools) do
+    local r = proc.run({ "/bin/sh", "-c", 'command -v "$0" >/dev/null', tool })
+    if not (r and r.ok) then return tool end
   end
-  return found
+  return nil
+end
+
+--- Does this process run as root (effective uid 0)? For `pending("needs root ...")`.
+function M.is_root()
+  return M.read("/proc/self/status"):match("\nUid:%s+%d+%s+(%d+)") == "0"
 end
 
 --- This process's pid.
@@ -63,13 +67,7 @@ function M.pid()
 end
 
 --- Is the process alive (a zombie counts as dead)?
-function M.alive(pid)
-  local f = io.open("/proc/" .. pid .. "/stat")
-  if not f then return false end
-  local st = f:read("l"):match("^%d+ %b() (%S)")
-  f:close()
-  return st ~= "Z"
-end
+M.alive = procs.is_alive
 
 --- Poll check() until it returns a true value (20 s at most), and return
 -- that value; for things another process does "soon", never for timings.
