@@ -6,12 +6,9 @@ local state = require("orch.state")
 local history = require("orch.state.history")
 local host_mod = require("orch.host")
 
-local M = {}
+local fail = require("orch.cli.ui").fail
 
-local function fail(msg, code)
-  io.stderr:write("orch: ", msg, "\n")
-  return code or 1
-end
+local M = {}
 
 -- The store named by --state, or beside -f PLAYBOOK, or ./.orch/state.db;
 -- it must exist already (these commands never create one).

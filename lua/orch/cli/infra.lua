@@ -6,6 +6,7 @@ local fs = require("orch.core.fs")
 local term = require("orch.core.term")
 local state = require("orch.state")
 local ui_mod = require("orch.cli.ui")
+local fail = ui_mod.fail
 local playbook = require("orch.playbook")
 local run_mod = require("orch.playbook.run")
 local inventory_mod = require("orch.inventory")
@@ -19,11 +20,6 @@ local infra_apply = require("orch.infra.apply")
 local render = require("orch.infra.render")
 
 local M = {}
-
-local function fail(msg, code)
-  io.stderr:write("orch: ", secret.scrub(msg), "\n")
-  return code or 1
-end
 
 -- -var k=v and -var-file FILE (YAML, JSON or .tfvars) as a table of values.
 local function variables(opts)

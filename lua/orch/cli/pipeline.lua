@@ -4,17 +4,13 @@ local json = require("cjson")
 local loop = require("orch.core.loop")
 local state = require("orch.state")
 local ui_mod = require("orch.cli.ui")
+local fail = ui_mod.fail
 local playbook = require("orch.playbook")
 local pipeline_file = require("orch.pipeline.load")
 local execute = require("orch.pipeline.execute").execute
 local records = require("orch.pipeline.records")
 
 local M = {}
-
-local function fail(msg, code)
-  io.stderr:write("orch: ", msg, "\n")
-  return code or 1
-end
 
 --- orch pipeline run NAME -f FILE [--jobs N] [--json] [--junit FILE]
 local function run(opts, name)

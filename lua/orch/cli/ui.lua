@@ -4,6 +4,7 @@ local term = require("orch.core.term")
 local json = require("cjson")
 local errors = require("orch.errors")
 local proc = require("orch.proc")
+local secret = require("orch.secret")
 
 local M = {}
 
@@ -259,6 +260,13 @@ function ui:error(msg)
     self.out:flush()
   end
   self.err:write("orch: ", msg, "\n")
+end
+
+--- A command's failure without a ui: "orch: msg" on stderr (secrets
+-- scrubbed); returns the exit code, 1 unless given.
+function M.fail(msg, code)
+  io.stderr:write("orch: ", secret.scrub(msg), "\n")
+  return code or 1
 end
 
 return M
