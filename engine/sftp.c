@@ -15,6 +15,7 @@
 
 int ssh_sftp_acquire (ssh_op *o) {
   ssh_session *s = o->sess;
+  if (s->broken >= SSH_SFTP_BROKEN) { o->err = SSH_ERR_SFTP_BROKEN; return -1; }
   if (s->sftp_owner && s->sftp_owner != o) return 0;
   s->sftp_owner = o;
   if (s->sftp == NULL) {
@@ -100,6 +101,7 @@ static int fail (lua_State *L, ssh_op *o) {
 static ssh_op *new_op (lua_State *L, ssh_step step) {
   ssh_session *s = ssh_check(L, 1);
   ssh_op *o = ssh_op_new(L, s, step);
+  o->sftp = 1;
   o->a = luaL_checkstring(L, 2);
   s->sftp_ops++;
   return o;
@@ -192,7 +194,8 @@ static int step_read (ssh_op *o) {
     case F_CLOSE: {
       int rc = libssh2_sftp_close_handle(o->fh);
       if (rc == LIBSSH2_ERROR_EAGAIN) return OP_AGAIN;
-      o->fh = NULL;
+      o->fh = NULL;   /* freed, whatever rc says */
+      if (rc < 0 && !o->code) { check(o, rc); o->code = 1; }
       return o->code ? OP_FAIL : OP_DONE;   /* code flags an earlier failure */
     }
   }
@@ -235,7 +238,7 @@ static int step_write (ssh_op *o) {
     case F_CLOSE: {
       int rc = libssh2_sftp_close_handle(o->fh);
       if (rc == LIBSSH2_ERROR_EAGAIN) return OP_AGAIN;
-      o->fh = NULL;
+      o->fh = NULL;   /* freed, whatever rc says */
       if (rc < 0 && !o->code) { check(o, rc); o->code = 1; }
       return o->code ? OP_FAIL : OP_DONE;   /* code flags an earlier failure */
     }
@@ -302,7 +305,10 @@ static int step_request (ssh_op *o) {
       char buf[4096];
       rc = libssh2_sftp_symlink_ex(sftp, o->a, alen, buf, sizeof buf,
                                    o->code == REQ_READLINK ? LIBSSH2_SFTP_READLINK : LIBSSH2_SFTP_REALPATH);
-      if (rc > 0) { o->out.len = 0; ssh_buf_add(&o->out, buf, (size_t)rc); rc = 0; }
+      if (rc > 0) {
+        o->out.len = 0;
+        rc = ssh_buf_add(&o->out, buf, (size_t)rc) ? 0 : LIBSSH2_ERROR_ALLOC;
+      }
       break;
     }
   }
@@ -412,16 +418,21 @@ static int step_list (ssh_op *o) {
       if (n <= 0) { if (n < 0) { check(o, n); o->code = 1; } o->phase = F_CLOSE; break; }
       o->moved = 1;
       if (!(n == 1 && name[0] == '.') && !(n == 2 && name[0] == '.' && name[1] == '.')) {
-        ssh_buf_add(&o->out, name, (size_t)n);
-        ssh_buf_add(&o->out, "", 1);  /* NUL-separated */
-        ssh_buf_add(&o->err_out, type_of(at.permissions), strlen(type_of(at.permissions)) + 1);
+        const char *type = type_of(at.permissions);
+        if (!ssh_buf_add(&o->out, name, (size_t)n) || !ssh_buf_add(&o->out, "", 1)  /* NUL-separated */
+            || !ssh_buf_add(&o->err_out, type, strlen(type) + 1)) {
+          o->err = LIBSSH2_ERROR_ALLOC;
+          o->code = 1;
+          o->phase = F_CLOSE;
+        }
       }
       break;
     }
     case F_CLOSE: {
       int rc = libssh2_sftp_closedir(o->fh);
       if (rc == LIBSSH2_ERROR_EAGAIN) return OP_AGAIN;
-      o->fh = NULL;
+      o->fh = NULL;   /* freed, whatever rc says */
+      if (rc < 0 && !o->code) { check(o, rc); o->code = 1; }
       return o->code ? OP_FAIL : OP_DONE;
     }
   }

@@ -14,6 +14,14 @@
 
 enum { OP_DONE, OP_AGAIN, OP_FAIL };
 
+/* ssh_op.err values of our own, below libssh2's codes and -errno's */
+#define SSH_ERR_BROKEN (-20000)        /* the session is unusable */
+#define SSH_ERR_SFTP_BROKEN (-20001)   /* its SFTP channel is */
+#define SSH_ERRNO(e) (-10000 - (e))    /* an errno, offset from libssh2's */
+
+/* ssh_session.broken: what a cancelled operation left mid-conversation */
+enum { SSH_USABLE, SSH_SFTP_BROKEN, SSH_BROKEN };
+
 typedef struct ssh_op ssh_op;
 typedef struct ssh_session ssh_session;
 
@@ -36,6 +44,7 @@ struct ssh_op {
   ssh_step step;
   ssh_op *next;             /* in sess->waiting */
   int queued;
+  int sftp;                 /* an SFTP op: takes turns on sess->sftp */
   int status;               /* OP_DONE or OP_FAIL once finished */
   int err;                  /* libssh2 error code (or -errno) on failure */
   int sftp_err;             /* SFTP status code when err is SFTP_PROTOCOL */
@@ -65,6 +74,10 @@ struct ssh_session {
   LIBSSH2_SFTP *sftp;
   const char *label;        /* "host:port" for messages, malloc'd */
   lua_Integer channels, sftp_ops;  /* counters: round trips, roughly */
+  int broken;               /* SSH_USABLE, SSH_SFTP_BROKEN or SSH_BROKEN */
+  LIBSSH2_CHANNEL **dead;   /* cancelled execs' channels, closing; malloc'd */
+  int ndead, capdead;
+  LIBSSH2_SFTP_HANDLE *orphan;  /* a cut-short SFTP op's handle, for shutdown */
 };
 
 /* Runs o: at once if it can, else waits (yield or loop) and then k. */
@@ -74,6 +87,8 @@ ssh_op *ssh_op_new (lua_State *L, ssh_session *sess, ssh_step step);
 void ssh_op_free (ssh_op *o);
 /* Takes o off its session's queue (when a waiting task is cancelled). */
 void ssh_op_unqueue (ssh_op *o);
+/* An op's cancel hook: what o leaves in libssh2 goes to its session. */
+void ssh_op_cancel (orch_wait *w);
 /* The fail tuple for an op that failed: nil, "host: what: why", CODE. */
 int ssh_op_fail (lua_State *L, ssh_op *o, const char *what);
 ssh_session *ssh_check (lua_State *L, int idx);

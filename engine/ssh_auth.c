@@ -4,7 +4,9 @@
 ** shows it), and authentication by key file, password or ssh-agent, each
 ** step driven by the event loop like any other operation.
 */
+#include <errno.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <openssl/evp.h>
 
@@ -72,9 +74,21 @@ static int ssh_check_host_key (lua_State *L) {
   if (key == NULL) return orch_failmsg(L, "EHOSTKEY", "%s: the server sent no host key", s->label);
   kh = libssh2_knownhost_init(s->s);
   if (kh == NULL) return luaL_error(L, "out of memory");
-  libssh2_knownhost_readfile(kh, file, LIBSSH2_KNOWNHOST_FILE_OPENSSH);  /* missing: empty */
+  /* A missing file is an empty one. One libssh2 can't parse (an
+  ** @cert-authority line) is used as far as it could read, as OpenSSH skips
+  ** lines it doesn't understand: a host below is then unknown, not trusted. */
+  rc = libssh2_knownhost_readfile(kh, file, LIBSSH2_KNOWNHOST_FILE_OPENSSH);
+  if (rc == LIBSSH2_ERROR_FILE && access(file, F_OK) == 0 && access(file, R_OK) != 0) {
+    int err = errno;
+    libssh2_knownhost_free(kh);
+    return orch_fail(L, file, err);
+  }
   mask = LIBSSH2_KNOWNHOST_TYPE_PLAIN | LIBSSH2_KNOWNHOST_KEYENC_RAW | knownhost_key_bits(type);
   rc = libssh2_knownhost_checkp(kh, host, port, key, len, mask, &entry);
+  if (rc == LIBSSH2_KNOWNHOST_CHECK_FAILURE) {
+    libssh2_knownhost_free(kh);
+    return orch_failmsg(L, "EHOSTKEY", "%s: cannot check the host key against %s", s->label, file);
+  }
   if (rc == LIBSSH2_KNOWNHOST_CHECK_MATCH) {
     libssh2_knownhost_free(kh);
     lua_pushliteral(L, "match");
@@ -129,7 +143,11 @@ static int ssh_check_host_key (lua_State *L) {
     if (rc != 0) return orch_failmsg(L, "EHOSTKEY", "%s: cannot record the host key", s->label);
     f = fopen(file, "ae");
     if (f == NULL) return orch_fail(L, file, errno);
-    fwrite(line, 1, outlen, f);
+    if (fwrite(line, 1, outlen, f) != outlen) {
+      int err = errno;
+      fclose(f);
+      return orch_fail(L, file, err);
+    }
     if (fclose(f) != 0) return orch_fail(L, file, errno);
     lua_pushliteral(L, "added");
     return 1;
@@ -154,7 +172,7 @@ static int ssh_host_key (lua_State *L) {
 static int step_auth_list (ssh_op *o) {
   char *list = libssh2_userauth_list(o->sess->s, o->a, (unsigned int)strlen(o->a));
   if (list) {
-    ssh_buf_add(&o->out, list, strlen(list));
+    if (!ssh_buf_add(&o->out, list, strlen(list))) { o->err = LIBSSH2_ERROR_ALLOC; return OP_FAIL; }
     return OP_DONE;
   }
   if (libssh2_userauth_authenticated(o->sess->s)) return OP_DONE;  /* "none" worked */
@@ -267,19 +285,23 @@ static int step_auth_agent (ssh_op *o) {
   return OP_FAIL;
 }
 
+/* The agent's socket is local: a failed goodbye to it changes nothing. */
+static void agent_release (agent_op *a) {
+  if (libssh2_agent_disconnect(a->agent) != 0) {}
+  libssh2_agent_free(a->agent);
+}
+
 static int agent_authed (lua_State *L, int status, lua_KContext ctx) {
   agent_op *a = (agent_op *)ctx;
-  libssh2_agent_disconnect(a->agent);
-  libssh2_agent_free(a->agent);
+  agent_release(a);
   if (a->op.status == OP_DONE) { lua_pushboolean(L, 1); return 1; }
   return ssh_op_fail(L, &a->op, "the agent's keys were refused");
 }
 
 static void agent_cancel (orch_wait *w) {
   agent_op *a = (agent_op *)w;
-  ssh_op_unqueue(&a->op);
-  libssh2_agent_disconnect(a->agent);
-  libssh2_agent_free(a->agent);
+  ssh_op_cancel(w);   /* the session's auth state is cut short too */
+  agent_release(a);
 }
 
 /* sess:auth_agent(user) -> true | fail (no agent, no keys, or refused) */
@@ -299,7 +321,7 @@ static int ssh_auth_agent (lua_State *L) {
   if (a->agent == NULL) return luaL_error(L, "out of memory");
   if (libssh2_agent_connect(a->agent) != 0 || libssh2_agent_list_identities(a->agent) != 0 ||
       libssh2_agent_get_identity(a->agent, &a->id, NULL) != 0) {
-    libssh2_agent_free(a->agent);
+    agent_release(a);
     return orch_failmsg(L, "ENOAGENT", "%s: no ssh-agent with keys (SSH_AUTH_SOCK)", s->label);
   }
   return ssh_op_run(L, &a->op, agent_authed);
