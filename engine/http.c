@@ -53,6 +53,7 @@ typedef struct server {
   int state;
   int refs;                /* libuv handles not yet closed + the Lua object */
   int port, queued;
+  int err;                 /* the libuv error that stopped the server, or 0 */
   size_t max_body;
   uint64_t drain_until;    /* uv_now() ms */
   struct MHD_Daemon *mhd;
@@ -103,10 +104,24 @@ static void on_handle_closed (uv_handle_t *h) {
 }
 
 static void on_timer (uv_timer_t *t);
+static void server_stop (server *s);
+
+/*
+** Runs MHD again in ms. A timer that won't start (it fails only on a
+** closing handle) would leave requests unanswered: the server stops,
+** and accept says why.
+*/
+static void http_arm (server *s, uint64_t ms) {
+  int r = uv_timer_start(&s->timer, on_timer, ms, 0);
+  if (r == 0) return;
+  s->err = r;
+  server_stop(s);
+  if (s->waiting) orch_wake(&s->w);
+}
 
 /* MHD acts on a resume only in its next MHD_run. */
 static void server_kick (server *s) {
-  if (s->state != SRV_STOPPED) uv_timer_start(&s->timer, on_timer, 0, 0);
+  if (s->state != SRV_STOPPED) http_arm(s, 0);
 }
 
 static void unlink_exchange (server *s, exchange *ex) {
@@ -237,8 +252,9 @@ static void on_completed (void *cls, struct MHD_Connection *c, void **ctx,
 }
 
 static void server_stop (server *s) {
+  if (s->state == SRV_STOPPED) return;
   s->state = SRV_STOPPED;
-  uv_poll_stop(&s->poll);    /* before MHD closes the fd it watches */
+  uv_poll_stop(&s->poll);    /* before MHD closes the fd it watches; cannot fail */
   MHD_stop_daemon(s->mhd);   /* on_completed frees what is left */
   s->mhd = NULL;
   uv_close((uv_handle_t *)&s->poll, on_handle_closed);
@@ -271,8 +287,8 @@ static void server_run (server *s) {
     }
     if (!timed || ms > s->drain_until - now) { ms = s->drain_until - now; timed = 1; }
   }
-  if (timed) uv_timer_start(&s->timer, on_timer, ms, 0);
-  else uv_timer_stop(&s->timer);
+  if (timed) http_arm(s, ms);
+  else uv_timer_stop(&s->timer);   /* cannot fail */
 }
 
 static void on_poll (uv_poll_t *p, int status, int events) {
@@ -317,8 +333,10 @@ static lua_Integer opt_integer (lua_State *L, const char *name, lua_Integer dflt
   lua_Integer v = dflt;
   if (lua_getfield(L, 1, name) != LUA_TNIL) {
     if (!lua_isinteger(L, -1))
-      luaL_error(L, "%s must be an integer, got %s", name, luaL_typename(L, -1));
-    if ((v = lua_tointeger(L, -1)) < min) luaL_error(L, "%s must be at least %d", name, (int)min);
+      luaL_argerror(L, 1, lua_pushfstring(L, "%s must be an integer, got %s", name,
+                                          luaL_typename(L, -1)));
+    if ((v = lua_tointeger(L, -1)) < min)
+      luaL_argerror(L, 1, lua_pushfstring(L, "%s must be at least %d", name, (int)min));
   }
   lua_pop(L, 1);
   return v;
@@ -375,7 +393,8 @@ static int http_listen (lua_State *L) {
   lua_settop(L, 1);
   check_options(L);
   if (lua_getfield(L, 1, "host") != LUA_TNIL && lua_type(L, -1) != LUA_TSTRING)
-    return luaL_error(L, "host must be a string, got %s", luaL_typename(L, -1));
+    return luaL_argerror(L, 1, lua_pushfstring(L, "host must be a string, got %s",
+                                               luaL_typename(L, -1)));
   host = lua_isnil(L, -1) ? "127.0.0.1" : lua_tostring(L, -1);   /* [opts, host] */
   port = opt_integer(L, "port", 0, 0);
   max_body = opt_integer(L, "max_body", 1048576, 0);
@@ -418,11 +437,20 @@ static int http_listen (lua_State *L) {
     return orch_failmsg(L, orch_errname(-r), "%s: cannot start the server: %s",
                         subject, uv_strerror(r));
   }
-  uv_timer_init(orch_uv(), &s->timer);
   s->poll.data = s->timer.data = s;
   s->refs = 3;                                   /* poll, timer, box */
   *box = s;
-  uv_poll_start(&s->poll, UV_READABLE, on_poll);
+  if ((r = uv_timer_init(orch_uv(), &s->timer)) != 0) {
+    s->refs = 2;   /* no timer to close */
+    uv_close((uv_handle_t *)&s->poll, on_handle_closed);
+    MHD_stop_daemon(s->mhd);
+    s->state = SRV_STOPPED;
+  } else if ((r = uv_poll_start(&s->poll, UV_READABLE, on_poll)) != 0) {
+    server_stop(s);
+  }
+  if (r != 0)   /* the box releases s */
+    return orch_failmsg(L, orch_errname(-r), "%s: cannot start the server: %s", subject,
+                        uv_strerror(r));
   server_kick(s);
   lua_createtable(L, 0, 1);                      /* [.., box, fields] */
   lua_pushinteger(L, s->port);
@@ -487,17 +515,25 @@ static int push_request (lua_State *L, server *s) {
   return 1;
 }
 
+/* nil, "closed", "CLOSED", or why the loop could no longer drive MHD */
+static int http_closed (lua_State *L, server *s) {
+  if (s->err)
+    return orch_failmsg(L, orch_errname(-s->err), "%s: stopped: %s", s->address,
+                        uv_strerror(s->err));
+  return orch_failmsg(L, "CLOSED", "closed");
+}
+
 static int server_accepted (lua_State *L, int status, lua_KContext ctx) {
   server *s = checkserver(L);
   s->waiting = 0;
-  if (s->state != SRV_OPEN) return orch_failmsg(L, "CLOSED", "closed");
+  if (s->state != SRV_OPEN) return http_closed(L, s);
   return push_request(L, s);   /* woken by an arrival: one is queued */
 }
 
 /* srv:accept() -> request | nil, "closed" | nil, "busy" (another waits) */
 static int server_accept (lua_State *L) {
   server *s = checkserver(L);
-  if (s->state != SRV_OPEN) return orch_failmsg(L, "CLOSED", "closed");
+  if (s->state != SRV_OPEN) return http_closed(L, s);
   if (s->queued > 0) return push_request(L, s);
   if (s->waiting) return orch_failmsg(L, "BUSY", "busy");
   orch_wait_init(&s->w);

@@ -55,12 +55,22 @@ static void on_ready (uv_idle_t *h);
 static void on_signal (int signum);
 static void on_interrupt_wake (uv_async_t *h);
 
+/*
+** Without the loop's own handles nothing could wait or be interrupted, and
+** there is no caller to tell (orch_uv is everywhere): say so and abort.
+*/
+static void loop_must (int r, const char *what) {
+  if (r == 0) return;
+  fprintf(stderr, "orch: cannot start the event loop: %s: %s\n", what, uv_strerror(r));
+  abort();
+}
+
 uv_loop_t *orch_uv (void) {
   if (uvl == NULL) {
     struct sigaction sa;
-    uvl = uv_default_loop();
-    uv_idle_init(uvl, &ready_idle);
-    uv_async_init(uvl, &interrupt_wake, on_interrupt_wake);
+    if ((uvl = uv_default_loop()) == NULL) loop_must(UV_ENOMEM, "uv_default_loop");
+    loop_must(uv_idle_init(uvl, &ready_idle), "uv_idle_init");
+    loop_must(uv_async_init(uvl, &interrupt_wake, on_interrupt_wake), "uv_async_init");
     uv_unref((uv_handle_t *)&interrupt_wake);  /* keeps nothing alive */
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_signal;
@@ -128,7 +138,8 @@ static void on_signal (int signum) {
     lua_State *L = running ? running : main_thread;
     lua_sethook(L, on_interrupt_hook, LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
   }
-  uv_async_send(&interrupt_wake);
+  /* fails only on a closing handle; nothing a signal handler could do */
+  (void)uv_async_send(&interrupt_wake);
 }
 
 
@@ -144,7 +155,7 @@ static void ready_push (task *t) {
   if (ready_tail) ready_tail->next_ready = t; else ready_head = t;
   ready_tail = t;
   if (!uv_is_active((uv_handle_t *)&ready_idle))
-    uv_idle_start(&ready_idle, on_ready);
+    loop_must(uv_idle_start(&ready_idle, on_ready), "uv_idle_start");  /* no task runs without */
 }
 
 void orch_wait_init (orch_wait *w) {
@@ -254,7 +265,7 @@ static void task_resume (task *t) {
 static void on_ready (uv_idle_t *h) {
   task *t = ready_head;
   ready_head = ready_tail = NULL;
-  uv_idle_stop(&ready_idle);
+  uv_idle_stop(&ready_idle);   /* cannot fail */
   while (t) {
     task *next = t->next_ready;
     task_resume(t);
@@ -459,15 +470,22 @@ static int sleep_done (lua_State *L, int status, lua_KContext ctx) {
 static int loop_sleep (lua_State *L) {
   double secs = luaL_checknumber(L, 1);
   sleeper *s;
+  int r;
   luaL_argcheck(L, secs >= 0, 1, "must not be negative");
   s = malloc(sizeof *s);
   if (s == NULL) return luaL_error(L, "out of memory");
   orch_wait_init(&s->w);
   s->w.cancel = sleeper_cancel;
   s->refs = 2;
-  uv_timer_init(orch_uv(), &s->timer);
+  if ((r = uv_timer_init(orch_uv(), &s->timer)) != 0) {
+    free(s);
+    return luaL_error(L, "loop.sleep: %s", uv_strerror(r));
+  }
   s->timer.data = s;
-  uv_timer_start(&s->timer, sleeper_fired, (uint64_t)(secs * 1000 + 0.5), 0);
+  if ((r = uv_timer_start(&s->timer, sleeper_fired, (uint64_t)(secs * 1000 + 0.5), 0)) != 0) {
+    sleeper_cancel(&s->w);
+    return luaL_error(L, "loop.sleep: %s", uv_strerror(r));
+  }
   return orch_await(L, &s->w, (lua_KContext)s, sleep_done);
 }
 

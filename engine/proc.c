@@ -150,8 +150,8 @@ static void on_timeout (uv_timer_t *t) {
     p->timed_out = 1;
     if (!p->exited) {
       kill(-p->pid, SIGTERM);
-      uv_timer_start(t, on_timeout, (uint64_t)(p->grace * 1000), 0);
-      return;
+      /* no grace period without a timer: KILL now */
+      if (uv_timer_start(t, on_timeout, (uint64_t)(p->grace * 1000), 0) == 0) return;
     }
   }
   kill(-p->pid, SIGKILL);
@@ -189,7 +189,7 @@ static char **build_argv (lua_State *L, int opts, int keep) {
   lua_getfield(L, opts, "cmd");
   if (!lua_isnil(L, -1)) {
     if (lua_type(L, -1) != LUA_TSTRING)
-      luaL_error(L, "cmd must be a string, got %s", luaL_typename(L, -1));
+      luaL_argerror(L, 1, lua_pushfstring(L, "cmd must be a string, got %s", luaL_typename(L, -1)));
     argv = lua_newuserdatauv(L, sizeof(char *) * 4, 0);
     lua_insert(L, -2);
     argv[0] = "/bin/sh"; argv[1] = "-c";
@@ -200,14 +200,15 @@ static char **build_argv (lua_State *L, int opts, int keep) {
   lua_pop(L, 1);
   lua_getfield(L, opts, "argv");
   if (!lua_istable(L, -1))
-    luaL_error(L, "proc.spawn needs argv (a list of strings) or cmd (a shell string)");
+    luaL_argerror(L, 1, "needs argv (a list of strings) or cmd (a shell string)");
   n = luaL_len(L, -1);
-  if (n < 1) luaL_error(L, "argv is empty");
+  if (n < 1) luaL_error(L, "argv is empty");   /* this wording is spec'd (proc_spec) */
   argv = lua_newuserdatauv(L, sizeof(char *) * (n + 1), 0);  /* [.., t, a] */
   for (i = 1; i <= n; i++) {
     lua_geti(L, -2, i);
     if ((argv[i - 1] = (char *)keep_top(L, keep)) == NULL)
-      luaL_error(L, "argv[%d] must be a string, got %s", (int)i, luaL_typename(L, -1));
+      luaL_argerror(L, 1, lua_pushfstring(L, "argv[%d] must be a string, got %s", (int)i,
+                                          luaL_typename(L, -1)));
   }
   argv[n] = NULL;
   lua_remove(L, -2);
@@ -236,17 +237,17 @@ static char **build_env (lua_State *L, int opts, int keep) {
   lua_pop(L, 1);
   lua_getfield(L, opts, "env");
   if (!lua_isnil(L, -1)) {
-    if (!lua_istable(L, -1)) luaL_error(L, "env must be a table");
+    if (!lua_istable(L, -1)) luaL_argerror(L, 1, "env must be a table");
     lua_pushnil(L);
     while (lua_next(L, -2)) {                    /* [.., vars, env, k, v] */
       if (lua_type(L, -2) != LUA_TSTRING || strchr(lua_tostring(L, -2), '='))
-        luaL_error(L, "env: names must be strings without '='");
+        luaL_argerror(L, 1, "env: names must be strings without '='");
       if (lua_isboolean(L, -1) && !lua_toboolean(L, -1)) {
         lua_pop(L, 1);
         lua_pushnil(L);
       } else if (!lua_isstring(L, -1)) {
-        luaL_error(L, "env.%s must be a string, got %s", lua_tostring(L, -2),
-                   luaL_typename(L, -1));
+        luaL_argerror(L, 1, lua_pushfstring(L, "env.%s must be a string, got %s",
+                                            lua_tostring(L, -2), luaL_typename(L, -1)));
       }
       lua_pushvalue(L, -2);
       lua_insert(L, -2);                         /* [.., vars, env, k, k, v] */
@@ -274,7 +275,8 @@ static double opt_number (lua_State *L, int opts, const char *name, double dflt)
   lua_getfield(L, opts, name);
   if (lua_isnil(L, -1)) v = dflt;
   else if (lua_isnumber(L, -1)) v = lua_tonumber(L, -1);
-  else v = luaL_error(L, "%s must be a number, got %s", name, luaL_typename(L, -1));
+  else v = luaL_argerror(L, 1, lua_pushfstring(L, "%s must be a number, got %s", name,
+                                               luaL_typename(L, -1)));
   lua_pop(L, 1);
   return v;
 }
@@ -284,20 +286,29 @@ static const char *opt_string (lua_State *L, int opts, const char *name, size_t 
   lua_getfield(L, opts, name);        /* left on the stack: keeps s alive */
   if (!lua_isnil(L, -1)) {
     if (lua_type(L, -1) != LUA_TSTRING)
-      luaL_error(L, "%s must be a string, got %s", name, luaL_typename(L, -1));
+      luaL_argerror(L, 1, lua_pushfstring(L, "%s must be a string, got %s", name,
+                                          luaL_typename(L, -1)));
     s = lua_tolstring(L, -1, len);
   }
   return s;
 }
-/* Hands a parent end to libuv, which closes it with the handle. */
-static int start_pipe (proc *p, uv_pipe_t *pipe, int fd) {
-  uv_pipe_init(orch_uv(), pipe, 0);
+/*
+** Hands the parent end *fd to libuv, which closes it with the handle, and
+** starts reading it unless it is stdin: 0 or a libuv error (*fd is left
+** for the caller to close if libuv did not take it).
+*/
+static int start_pipe (proc *p, uv_pipe_t *pipe, int *fd, int readable) {
+  int r = uv_pipe_init(orch_uv(), pipe, 0);
+  if (r != 0) return r;
   pipe->data = p;
   p->refs++;
-  if (uv_pipe_open(pipe, fd) == 0) return 1;
-  close(fd);   /* not for a fresh pipe; were it to happen: an empty stream */
+  if ((r = uv_pipe_open(pipe, *fd)) == 0) {
+    *fd = -1;
+    if (!readable || (r = uv_read_start((uv_stream_t *)pipe, on_alloc, on_read)) == 0)
+      return 0;
+  }
   close_once((uv_handle_t *)pipe);
-  return 0;
+  return r;
 }
 
 static void close_fd (int *fd) {
@@ -312,15 +323,12 @@ static int watch_child (proc *p) {
   int err;
   p->pidfd = (int)syscall(SYS_pidfd_open, p->pid, 0);   /* close-on-exec */
   if (p->pidfd < 0) err = errno;
+  else if ((err = -uv_poll_init(orch_uv(), &p->exit_watch, p->pidfd)) != 0) close(p->pidfd);
   else {
-    err = -uv_poll_init(orch_uv(), &p->exit_watch, p->pidfd);
-    if (err == 0) {
-      p->exit_watch.data = p;
-      p->refs++;
-      uv_poll_start(&p->exit_watch, UV_READABLE, on_child_exit);
-      return 0;
-    }
-    close(p->pidfd);
+    p->exit_watch.data = p;
+    p->refs++;
+    if ((err = -uv_poll_start(&p->exit_watch, UV_READABLE, on_child_exit)) == 0) return 0;
+    uv_close((uv_handle_t *)&p->exit_watch, on_watch_closed);   /* closes the pidfd */
   }
   kill(-p->pid, SIGKILL);
   while (waitpid(p->pid, NULL, 0) < 0 && errno == EINTR) {}
@@ -341,6 +349,7 @@ static int proc_spawn (lua_State *L) {
   const char *cwd, *input;
   size_t input_len = 0;
   int keep, err;
+  const char *what = NULL;   /* what libuv could not start */
   luaL_checktype(L, 1, LUA_TTABLE);
   lua_settop(L, 1);
   if (orch_interrupted())
@@ -398,22 +407,40 @@ static int proc_spawn (lua_State *L) {
   *box = p;
   p->child.pid = p->pid;
   orch_child_add(&p->child);
-  if ((p->out_open = start_pipe(p, &p->out, fds[OUT_R])))
-    uv_read_start((uv_stream_t *)&p->out, on_alloc, on_read);
-  if ((p->err_open = start_pipe(p, &p->err, fds[ERR_R])))
-    uv_read_start((uv_stream_t *)&p->err, on_alloc, on_read);
-  uv_timer_init(orch_uv(), &p->timer);
-  p->timer.data = p;
-  p->refs++;
-  p->timer_open = 1;
-  if (input && start_pipe(p, &p->in, fds[IN_W])) {
-    uv_buf_t b = uv_buf_init(p->input, (unsigned)input_len);
-    p->write_req.data = p;
-    if (uv_write(&p->write_req, (uv_stream_t *)&p->in, &b, 1, on_written) != 0)
-      close_once((uv_handle_t *)&p->in);
+  if ((err = uv_timer_init(orch_uv(), &p->timer)) != 0) what = "a timer";
+  else {
+    p->timer.data = p;
+    p->refs++;
+    p->timer_open = 1;
   }
-  if (p->timeout > 0)
-    uv_timer_start(&p->timer, on_timeout, (uint64_t)(p->timeout * 1000), 0);
+  if (!what && (err = start_pipe(p, &p->out, &fds[OUT_R], 1)) != 0) what = "stdout";
+  if (!what) p->out_open = 1;
+  if (!what && (err = start_pipe(p, &p->err, &fds[ERR_R], 1)) != 0) what = "stderr";
+  if (!what) p->err_open = 1;
+  if (!what && input) {
+    if ((err = start_pipe(p, &p->in, &fds[IN_W], 0)) == 0) {
+      uv_buf_t b = uv_buf_init(p->input, (unsigned)input_len);
+      p->write_req.data = p;
+      if ((err = uv_write(&p->write_req, (uv_stream_t *)&p->in, &b, 1, on_written)) != 0)
+        close_once((uv_handle_t *)&p->in);
+    }
+    if (err != 0) what = "stdin";
+  }
+  if (!what && p->timeout > 0
+      && (err = uv_timer_start(&p->timer, on_timeout, (uint64_t)(p->timeout * 1000), 0)) != 0)
+    what = "the timeout";
+  if (what) {
+    /* Unwatched, the child can't be waited for: it goes, with its group.
+    ** The exit watch still reaps it, and the box frees p. */
+    close_fd(&fds[IN_W]);
+    close_fd(&fds[OUT_R]);
+    close_fd(&fds[ERR_R]);
+    kill(-p->pid, SIGKILL);
+    if (p->out_open) { p->out_open = 0; close_once((uv_handle_t *)&p->out); }
+    if (p->err_open) { p->err_open = 0; close_once((uv_handle_t *)&p->err); }
+    return orch_failmsg(L, orch_errname(-err), "%s: cannot start %s: %s", argv[0], what,
+                        uv_strerror(err));
+  }
   return 1;
 }
 

@@ -363,13 +363,14 @@ static void session_shutdown (ssh_session *s) {
   if (s->s) {
     libssh2_session_set_blocking(s->s, 0);
     /* best effort: EAGAIN or an error both mean the peer does without */
-    if (libssh2_session_disconnect(s->s, "orch: done") != 0) {}
+    (void)libssh2_session_disconnect(s->s, "orch: done");
     libssh2_session_callback_set(s->s, LIBSSH2_CALLBACK_RECV, (void *)session_dead_recv);
     libssh2_session_callback_set(s->s, LIBSSH2_CALLBACK_SEND, (void *)session_dead_send);
-    /* each fails to send, frees and returns: no EAGAIN without I/O */
-    if (s->orphan && libssh2_sftp_close_handle(s->orphan) == LIBSSH2_ERROR_EAGAIN) {}
-    if (s->sftp && libssh2_sftp_shutdown(s->sftp) == LIBSSH2_ERROR_EAGAIN) {}
-    if (libssh2_session_free(s->s) == LIBSSH2_ERROR_EAGAIN) {}
+    /* Each fails to send, frees and returns an error: the one result they
+    ** could have that matters, EAGAIN, needs I/O that can't block now. */
+    if (s->orphan) (void)libssh2_sftp_close_handle(s->orphan);
+    if (s->sftp) (void)libssh2_sftp_shutdown(s->sftp);
+    (void)libssh2_session_free(s->s);
     s->s = NULL;
     s->sftp = NULL;
     s->orphan = NULL;

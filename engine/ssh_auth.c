@@ -287,7 +287,7 @@ static int step_auth_agent (ssh_op *o) {
 
 /* The agent's socket is local: a failed goodbye to it changes nothing. */
 static void agent_release (agent_op *a) {
-  if (libssh2_agent_disconnect(a->agent) != 0) {}
+  (void)libssh2_agent_disconnect(a->agent);
   libssh2_agent_free(a->agent);
 }
 
