@@ -23,7 +23,7 @@
 
 /* ---- operations on the loop ---- */
 
-int ssh_buf_add (ssh_buf *b, const char *data, size_t n) {
+int orch_ssh_buf_add (ssh_buf *b, const char *data, size_t n) {
   if (b->cap - b->len < n) {
     size_t cap = b->cap ? b->cap : 4096;
     char *p;
@@ -37,7 +37,7 @@ int ssh_buf_add (ssh_buf *b, const char *data, size_t n) {
   return 1;
 }
 
-void ssh_op_free (ssh_op *o) {
+void orch_ssh_op_free (ssh_op *o) {
   free(o->out.data);
   free(o->err_out.data);
   o->out.data = o->err_out.data = NULL;
@@ -45,9 +45,9 @@ void ssh_op_free (ssh_op *o) {
 }
 
 static void session_poll (ssh_session *s);
-static int step_exec (ssh_op *o);
+static int ssh_step_exec (ssh_op *o);
 
-void ssh_op_unqueue (ssh_op *o) {
+void orch_ssh_op_unqueue (ssh_op *o) {
   ssh_op **pp;
   if (!o->queued) return;
   for (pp = &o->sess->waiting; *pp; pp = &(*pp)->next)
@@ -95,7 +95,7 @@ static void session_adopt (ssh_session *s, ssh_op *o, int cancelled) {
   if (!cancelled) return;
   if (s->sftp_owner == o) {
     if (s->broken < SSH_SFTP_BROKEN) s->broken = SSH_SFTP_BROKEN;
-  } else if (!o->sftp && o->step != step_exec) {
+  } else if (!o->sftp && o->step != ssh_step_exec) {
     s->broken = SSH_BROKEN;
   }
 }
@@ -120,7 +120,7 @@ static void session_fail_waiting (ssh_session *s, int err) {
 ** with nothing left on the socket to wake us: keep passing while anything
 ** moves.
 */
-static void drive (ssh_session *s) {
+static void ssh_drive (ssh_session *s) {
   int progress;
   do {
     ssh_op **pp = &s->waiting;
@@ -153,7 +153,7 @@ static void on_poll (uv_poll_t *h, int status, int events) {
     session_poll(s);
     return;
   }
-  drive(s);
+  ssh_drive(s);
 }
 
 /*
@@ -182,17 +182,17 @@ static void session_poll (ssh_session *s) {
   else uv_unref((uv_handle_t *)&s->poll);
 }
 
-void ssh_op_cancel (orch_wait *w) {
+void orch_ssh_op_cancel (orch_wait *w) {
   ssh_op *o = (ssh_op *)w;
   ssh_session *s = o->sess;
   int queued = o->queued;
   session_adopt(s, o, 1);   /* before unqueue: it asks who owns SFTP */
-  ssh_op_unqueue(o);
-  ssh_op_free(o);
+  orch_ssh_op_unqueue(o);
+  orch_ssh_op_free(o);
   if (queued) session_poll(s);
 }
 
-int ssh_op_run (lua_State *L, ssh_op *o, lua_KFunction k) {
+int orch_ssh_op_run (lua_State *L, ssh_op *o, lua_KFunction k) {
   ssh_session *s = o->sess;
   int r;
   if (s->broken == SSH_BROKEN) { o->err = SSH_ERR_BROKEN; r = OP_FAIL; }
@@ -200,7 +200,7 @@ int ssh_op_run (lua_State *L, ssh_op *o, lua_KFunction k) {
   if (r != OP_AGAIN) {
     o->status = r;
     if (s->sftp_owner == o) s->sftp_owner = NULL;
-    if (s->waiting) drive(s);   /* our reads may have fed theirs */
+    if (s->waiting) ssh_drive(s);   /* our reads may have fed theirs */
     return k(L, LUA_OK, (lua_KContext)o);
   }
   o->queued = 1;
@@ -210,28 +210,28 @@ int ssh_op_run (lua_State *L, ssh_op *o, lua_KFunction k) {
     while (*pp) pp = &(*pp)->next;
     *pp = o;
   }
-  drive(s);   /* may finish o already: orch_await then calls k at once */
+  ssh_drive(s);   /* may finish o already: orch_await then calls k at once */
   return orch_await(L, &o->w, (lua_KContext)o, k);
 }
 
-ssh_op *ssh_op_new (lua_State *L, ssh_session *sess, ssh_step step) {
+ssh_op *orch_ssh_op_new (lua_State *L, ssh_session *sess, ssh_step step) {
   ssh_op *o = lua_newuserdatauv(L, sizeof *o, 0);
   memset(o, 0, sizeof *o);
   orch_wait_init(&o->w);
-  o->w.cancel = ssh_op_cancel;
+  o->w.cancel = orch_ssh_op_cancel;
   o->sess = sess;
   o->step = step;
   return o;
 }
 
-ssh_session *ssh_check (lua_State *L, int idx) {
+ssh_session *orch_ssh_check (lua_State *L, int idx) {
   ssh_session **box = luaL_checkudata(L, idx, SESSION_MT);
   if (*box == NULL || (*box)->s == NULL)
     luaL_error(L, "attempt to use a closed SSH session");
   return *box;
 }
 
-static const char *error_code (int err) {
+static const char *ssh_error_code (int err) {
   switch (err) {
     case LIBSSH2_ERROR_SOCKET_DISCONNECT: return "EDISCONNECTED";
     case LIBSSH2_ERROR_SOCKET_SEND: case LIBSSH2_ERROR_SOCKET_RECV: return "ESOCKET";
@@ -246,7 +246,7 @@ static const char *error_code (int err) {
   }
 }
 
-int ssh_op_fail (lua_State *L, ssh_op *o, const char *what) {
+int orch_ssh_op_fail (lua_State *L, ssh_op *o, const char *what) {
   const char *msg = NULL;
   if (o->err < 0 && o->err > -10000 && o->sess->s && o->err != LIBSSH2_ERROR_SOCKET_DISCONNECT)
     libssh2_session_last_error(o->sess->s, (char **)&msg, NULL, 0);
@@ -259,7 +259,7 @@ int ssh_op_fail (lua_State *L, ssh_op *o, const char *what) {
                         strerror(-o->err - 10000));
   if (o->err == LIBSSH2_ERROR_SOCKET_DISCONNECT)
     msg = "connection closed";
-  return orch_failmsg(L, error_code(o->err), "%s: %s: %s", o->sess->label, what,
+  return orch_failmsg(L, ssh_error_code(o->err), "%s: %s: %s", o->sess->label, what,
                       msg && *msg ? msg : "failed");
 }
 
@@ -292,7 +292,7 @@ static void resolve_cancel (orch_wait *w) {
   ((resolve_req *)w)->live = 0;  /* freed when libuv answers */
 }
 
-static int resolved (lua_State *L, int status, lua_KContext ctx) {
+static int ssh_resolved (lua_State *L, int status, lua_KContext ctx) {
   resolve_req *r = (resolve_req *)ctx;
   const char *name = lua_tostring(L, 1);
   int st = r->status;
@@ -327,7 +327,7 @@ static int ssh_resolve (lua_State *L) {
     free(r);
     return orch_failmsg(L, "ERESOLVE", "%s: cannot resolve: %s", name, uv_strerror(rc));
   }
-  return orch_await(L, &r->w, (lua_KContext)r, resolved);
+  return orch_await(L, &r->w, (lua_KContext)r, ssh_resolved);
 }
 
 
@@ -387,7 +387,7 @@ static void session_shutdown (ssh_session *s) {
   }
 }
 
-static int step_connect (ssh_op *o) {
+static int ssh_step_connect (ssh_op *o) {
   ssh_session *s = o->sess;
   int rc;
   if (o->phase == -1) {             /* TCP connect in progress */
@@ -417,8 +417,8 @@ static int step_connect (ssh_op *o) {
 static void on_connect_timeout (uv_timer_t *t) {
   ssh_session *s = t->data;
   ssh_op *o = s->waiting;
-  if (o && o->step == step_connect) {
-    ssh_op_unqueue(o);
+  if (o && o->step == ssh_step_connect) {
+    orch_ssh_op_unqueue(o);
     o->status = OP_FAIL;
     o->err = SSH_ERRNO(ETIMEDOUT);
     orch_wake(&o->w);
@@ -426,12 +426,12 @@ static void on_connect_timeout (uv_timer_t *t) {
   }
 }
 
-static int connected (lua_State *L, int status, lua_KContext ctx) {
+static int ssh_connected (lua_State *L, int status, lua_KContext ctx) {
   ssh_op *o = (ssh_op *)ctx;
   ssh_session *s = o->sess;
   uv_timer_stop(&s->timer);   /* cannot fail */
   if (o->status != OP_DONE) {
-    int n = ssh_op_fail(L, o, o->phase < 0 ? "cannot connect" : "SSH handshake failed");
+    int n = orch_ssh_op_fail(L, o, o->phase < 0 ? "cannot connect" : "SSH handshake failed");
     session_shutdown(s);
     *(ssh_session **)lua_touserdata(L, 4) = NULL;
     return n;
@@ -507,19 +507,19 @@ static int ssh_session_new (lua_State *L) {
   s->s = libssh2_session_init();
   if (s->s == NULL) { session_shutdown(s); *box = NULL; return luaL_error(L, "out of memory"); }
   libssh2_session_set_blocking(s->s, 0);
-  o = ssh_op_new(L, s, step_connect);             /* [addr, port, t, box, op] */
+  o = orch_ssh_op_new(L, s, ssh_step_connect);             /* [addr, port, t, box, op] */
   o->phase = -1;
   if (connect(s->fd, (struct sockaddr *)&sa, salen) != 0 && errno != EINPROGRESS) {
     o->err = SSH_ERRNO(errno);
     o->status = OP_FAIL;
-    return connected(L, LUA_OK, (lua_KContext)o);
+    return ssh_connected(L, LUA_OK, (lua_KContext)o);
   }
   if ((rc = uv_timer_start(&s->timer, on_connect_timeout, (uint64_t)(timeout * 1000), 0)) != 0) {
     o->err = SSH_ERRNO(-rc);
     o->status = OP_FAIL;
-    return connected(L, LUA_OK, (lua_KContext)o);
+    return ssh_connected(L, LUA_OK, (lua_KContext)o);
   }
-  return ssh_op_run(L, o, connected);
+  return orch_ssh_op_run(L, o, ssh_connected);
 }
 
 
@@ -527,7 +527,7 @@ static int ssh_session_new (lua_State *L) {
 
 enum { EX_OPEN, EX_EXEC, EX_IO, EX_CLOSE, EX_FREE };
 
-static int drain (ssh_op *o, int ext) {
+static int ssh_drain (ssh_op *o, int ext) {
   char buf[READ_CHUNK];
   for (;;) {
     ssize_t n = ext ? libssh2_channel_read_stderr(o->ch, buf, sizeof buf)
@@ -536,7 +536,7 @@ static int drain (ssh_op *o, int ext) {
     if (n < 0) { o->err = (int)n; return OP_FAIL; }
     if (n == 0) return OP_DONE;
     o->moved = 1;
-    if (!ssh_buf_add(ext ? &o->err_out : &o->out, buf, (size_t)n)) {
+    if (!orch_ssh_buf_add(ext ? &o->err_out : &o->out, buf, (size_t)n)) {
       o->err = LIBSSH2_ERROR_ALLOC;
       return OP_FAIL;
     }
@@ -544,13 +544,13 @@ static int drain (ssh_op *o, int ext) {
 }
 
 /* A failure once the channel is open: it is still closed and freed. */
-static int exec_abort (ssh_op *o, int err) {
+static int ssh_exec_abort (ssh_op *o, int err) {
   o->err = err;
   o->phase = EX_FREE;
-  return step_exec(o);
+  return ssh_step_exec(o);
 }
 
-static int step_exec (ssh_op *o) {
+static int ssh_step_exec (ssh_op *o) {
   LIBSSH2_SESSION *ss = o->sess->s;
   int rc;
   switch (o->phase) {
@@ -569,7 +569,7 @@ static int step_exec (ssh_op *o) {
     case EX_EXEC:
       rc = libssh2_channel_exec(o->ch, o->a);
       if (rc == LIBSSH2_ERROR_EAGAIN) return OP_AGAIN;
-      if (rc != 0) return exec_abort(o, rc);
+      if (rc != 0) return ssh_exec_abort(o, rc);
       o->phase = EX_IO;
       o->moved = 1;
       /* fall through */
@@ -578,18 +578,18 @@ static int step_exec (ssh_op *o) {
       while (o->data && o->off < o->len) {   /* stdin, as the window allows */
         ssize_t n = libssh2_channel_write(o->ch, o->data + o->off, o->len - o->off);
         if (n == LIBSSH2_ERROR_EAGAIN) break;
-        if (n < 0) return exec_abort(o, (int)n);
+        if (n < 0) return ssh_exec_abort(o, (int)n);
         o->off += (size_t)n;
         o->moved = 1;
       }
       if (o->data && o->off == o->len) {
         rc = libssh2_channel_send_eof(o->ch);
         if (rc == 0) o->data = NULL;
-        else if (rc != LIBSSH2_ERROR_EAGAIN) return exec_abort(o, rc);
+        else if (rc != LIBSSH2_ERROR_EAGAIN) return ssh_exec_abort(o, rc);
       }
-      r1 = drain(o, 0);
-      r2 = drain(o, 1);
-      if (r1 == OP_FAIL || r2 == OP_FAIL) return exec_abort(o, o->err);
+      r1 = ssh_drain(o, 0);
+      r2 = ssh_drain(o, 1);
+      if (r1 == OP_FAIL || r2 == OP_FAIL) return ssh_exec_abort(o, o->err);
       if (!libssh2_channel_eof(o->ch) || o->data) return OP_AGAIN;
       o->phase = EX_CLOSE;
     }
@@ -599,10 +599,10 @@ static int step_exec (ssh_op *o) {
       if (rc == 0) rc = libssh2_channel_wait_closed(o->ch);
       if (rc == LIBSSH2_ERROR_EAGAIN) return OP_AGAIN;
       /* no exit status without the close: a gone peer is no exit 0 */
-      if (rc != 0) return exec_abort(o, rc);
+      if (rc != 0) return ssh_exec_abort(o, rc);
       o->code = libssh2_channel_get_exit_status(o->ch);
       rc = libssh2_channel_get_exit_signal(o->ch, &o->signame, NULL, NULL, NULL, NULL, NULL);
-      if (rc != 0) return exec_abort(o, rc);
+      if (rc != 0) return ssh_exec_abort(o, rc);
       o->phase = EX_FREE;
       /* fall through */
     case EX_FREE:
@@ -614,11 +614,11 @@ static int step_exec (ssh_op *o) {
   return OP_FAIL;
 }
 
-static int executed (lua_State *L, int status, lua_KContext ctx) {
+static int ssh_executed (lua_State *L, int status, lua_KContext ctx) {
   ssh_op *o = (ssh_op *)ctx;
   if (o->status != OP_DONE) {
-    int n = ssh_op_fail(L, o, "exec failed");
-    ssh_op_free(o);
+    int n = orch_ssh_op_fail(L, o, "exec failed");
+    orch_ssh_op_free(o);
     return n;
   }
   lua_createtable(L, 0, 4);
@@ -633,7 +633,7 @@ static int executed (lua_State *L, int status, lua_KContext ctx) {
   lua_setfield(L, -2, "stdout");
   lua_pushlstring(L, o->err_out.data ? o->err_out.data : "", o->err_out.len);
   lua_setfield(L, -2, "stderr");
-  ssh_op_free(o);
+  orch_ssh_op_free(o);
   return 1;
 }
 
@@ -644,16 +644,16 @@ static int executed (lua_State *L, int status, lua_KContext ctx) {
 ** channel closes.
 */
 static int ssh_exec (lua_State *L) {
-  ssh_session *s = ssh_check(L, 1);
+  ssh_session *s = orch_ssh_check(L, 1);
   ssh_op *o;
   luaL_checkstring(L, 2);
   luaL_optstring(L, 3, NULL);
   lua_settop(L, 4);
-  o = ssh_op_new(L, s, step_exec);
+  o = orch_ssh_op_new(L, s, ssh_step_exec);
   o->a = lua_tostring(L, 2);
   o->data = lua_tolstring(L, 3, &o->len);
   if (o->data == NULL && !lua_toboolean(L, 4)) o->data = "";
-  return ssh_op_run(L, o, executed);
+  return orch_ssh_op_run(L, o, ssh_executed);
 }
 
 
@@ -669,7 +669,7 @@ static void on_keepalive (uv_timer_t *t) {
 
 /* sess:keepalive(seconds): protocol keepalives while the session idles */
 static int ssh_keepalive (lua_State *L) {
-  ssh_session *s = ssh_check(L, 1);
+  ssh_session *s = orch_ssh_check(L, 1);
   lua_Integer secs = luaL_checkinteger(L, 2);
   int rc;
   luaL_argcheck(L, secs > 0 && secs <= 86400, 2, "seconds must be 1..86400");
@@ -684,7 +684,7 @@ static int ssh_keepalive (lua_State *L) {
 
 /* sess:stats() -> { channels, sftp_ops }: what each host cost */
 static int ssh_stats (lua_State *L) {
-  ssh_session *s = ssh_check(L, 1);
+  ssh_session *s = orch_ssh_check(L, 1);
   lua_createtable(L, 0, 2);
   lua_pushinteger(L, s->channels);
   lua_setfield(L, -2, "channels");

@@ -58,7 +58,7 @@ struct ssh_op {
   LIBSSH2_CHANNEL *ch;
   LIBSSH2_SFTP_HANDLE *fh;
   LIBSSH2_SFTP_ATTRIBUTES attrs;
-  ssh_buf out, err_out;     /* malloc'd; freed by ssh_op_free */
+  ssh_buf out, err_out;     /* malloc'd; freed by orch_ssh_op_free */
   int code;                 /* exit status */
   char *signame;            /* exit signal, malloc'd by libssh2 */
 };
@@ -81,21 +81,21 @@ struct ssh_session {
 };
 
 /* Runs o: at once if it can, else waits (yield or loop) and then k. */
-int ssh_op_run (lua_State *L, ssh_op *o, lua_KFunction k);
+int orch_ssh_op_run (lua_State *L, ssh_op *o, lua_KFunction k);
 /* [..] -> [.., op]: a zeroed op for the session at stack index 1. */
-ssh_op *ssh_op_new (lua_State *L, ssh_session *sess, ssh_step step);
-void ssh_op_free (ssh_op *o);
+ssh_op *orch_ssh_op_new (lua_State *L, ssh_session *sess, ssh_step step);
+void orch_ssh_op_free (ssh_op *o);
 /* Takes o off its session's queue (when a waiting task is cancelled). */
-void ssh_op_unqueue (ssh_op *o);
+void orch_ssh_op_unqueue (ssh_op *o);
 /* An op's cancel hook: what o leaves in libssh2 goes to its session. */
-void ssh_op_cancel (orch_wait *w);
+void orch_ssh_op_cancel (orch_wait *w);
 /* The fail tuple for an op that failed: nil, "host: what: why", CODE. */
-int ssh_op_fail (lua_State *L, ssh_op *o, const char *what);
-ssh_session *ssh_check (lua_State *L, int idx);
-int ssh_buf_add (ssh_buf *b, const char *data, size_t n);
+int orch_ssh_op_fail (lua_State *L, ssh_op *o, const char *what);
+ssh_session *orch_ssh_check (lua_State *L, int idx);
+int orch_ssh_buf_add (ssh_buf *b, const char *data, size_t n);
 
 /* SFTP requests run one at a time per session: take the channel, or wait. */
-int ssh_sftp_acquire (ssh_op *o);
+int orch_ssh_sftp_acquire (ssh_op *o);
 
 void orch_ssh_sftp_methods (lua_State *L);
 void orch_ssh_auth_methods (lua_State *L);
