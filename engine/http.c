@@ -437,16 +437,18 @@ static int http_listen (lua_State *L) {
     return orch_failmsg(L, orch_errname(-r), "%s: cannot start the server: %s",
                         subject, uv_strerror(r));
   }
-  s->poll.data = s->timer.data = s;
+  s->poll.data = s;
   s->refs = 3;                                   /* poll, timer, box */
   *box = s;
   if ((r = uv_timer_init(orch_uv(), &s->timer)) != 0) {
     s->refs = 2;   /* no timer to close */
+    s->state = SRV_STOPPED;
     uv_close((uv_handle_t *)&s->poll, on_handle_closed);
     MHD_stop_daemon(s->mhd);
-    s->state = SRV_STOPPED;
-  } else if ((r = uv_poll_start(&s->poll, UV_READABLE, on_poll)) != 0) {
-    server_stop(s);
+    s->mhd = NULL;
+  } else {
+    s->timer.data = s;
+    if ((r = uv_poll_start(&s->poll, UV_READABLE, on_poll)) != 0) server_stop(s);
   }
   if (r != 0)   /* the box releases s */
     return orch_failmsg(L, orch_errname(-r), "%s: cannot start the server: %s", subject,
