@@ -340,7 +340,8 @@ static void areq_cancel (orch_wait *w) {
   struct areq *req = (struct areq *)w;
   if (req->finished) { areq_free(req); return; }
   atomic_store(&req->abandoned, 1);
-  uv_cancel((uv_req_t *)&req->work);  /* succeeds only if not yet started */
+  /* succeeds only if not yet started; else the worker sees `abandoned` */
+  (void)uv_cancel((uv_req_t *)&req->work);
 }
 
 /* The names orch.core.fs's stat uses. */

@@ -18,7 +18,7 @@
 ** the algorithm again (a property query under a lock), which was most of
 ** the cost of hashing a small file, and a plan hashes every file it has.
 */
-static const EVP_MD *sha256_md (void) {
+static const EVP_MD *digest_sha256_md (void) {
   static const EVP_MD *md;
   if (md == NULL) {
 #if OPENSSL_VERSION_NUMBER >= 0x30000000L
@@ -29,7 +29,7 @@ static const EVP_MD *sha256_md (void) {
   return md;
 }
 
-static void push_hex (lua_State *L, const unsigned char *md, unsigned int n) {
+static void digest_push_hex (lua_State *L, const unsigned char *md, unsigned int n) {
   static const char digits[] = "0123456789abcdef";
   char hex[EVP_MAX_MD_SIZE * 2];
   unsigned int i;
@@ -50,7 +50,7 @@ static int digest_sha256 (lua_State *L) {
   EVP_MD_CTX *ctx;
   if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0) return orch_fail(L, path, errno);
   ctx = EVP_MD_CTX_new();
-  ok = ctx && EVP_DigestInit_ex(ctx, sha256_md(), NULL);
+  ok = ctx && EVP_DigestInit_ex(ctx, digest_sha256_md(), NULL);
   while (ok && !err) {
     unsigned char buf[65536];
     ssize_t n = read(fd, buf, sizeof buf);
@@ -64,7 +64,7 @@ static int digest_sha256 (lua_State *L) {
   close(fd);
   if (err) return orch_fail(L, path, err);
   if (!ok) return luaL_error(L, "%s: sha256 failed in libcrypto", path);
-  push_hex(L, md, mdlen);
+  digest_push_hex(L, md, mdlen);
   return 1;
 }
 
@@ -74,9 +74,9 @@ static int digest_sha256_data (lua_State *L) {
   const char *data = luaL_checklstring(L, 1, &len);
   unsigned char md[EVP_MAX_MD_SIZE];
   unsigned int mdlen = 0;
-  if (!EVP_Digest(data, len, md, &mdlen, sha256_md(), NULL))
+  if (!EVP_Digest(data, len, md, &mdlen, digest_sha256_md(), NULL))
     return luaL_error(L, "sha256 failed in libcrypto");
-  push_hex(L, md, mdlen);
+  digest_push_hex(L, md, mdlen);
   return 1;
 }
 
@@ -88,9 +88,9 @@ static int digest_hmac_sha256 (lua_State *L) {
   unsigned char mac[EVP_MAX_MD_SIZE];
   unsigned int n = 0;
   luaL_argcheck(L, klen <= 0x7fffffff, 1, "key too long");
-  if (HMAC(sha256_md(), key, (int)klen, (const unsigned char *)data, dlen, mac, &n) == NULL)
+  if (HMAC(digest_sha256_md(), key, (int)klen, (const unsigned char *)data, dlen, mac, &n) == NULL)
     return luaL_error(L, "hmac_sha256 failed in libcrypto");
-  push_hex(L, mac, n);
+  digest_push_hex(L, mac, n);
   return 1;
 }
 

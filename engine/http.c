@@ -53,6 +53,7 @@ typedef struct server {
   int state;
   int refs;                /* libuv handles not yet closed + the Lua object */
   int port, queued;
+  int err;                 /* the libuv error that stopped the server, or 0 */
   size_t max_body;
   uint64_t drain_until;    /* uv_now() ms */
   struct MHD_Daemon *mhd;
@@ -62,7 +63,7 @@ typedef struct server {
   char address[64];
 } server;
 
-static int buf_add (buffer *b, const char *s, size_t n) {
+static int http_buf_add (buffer *b, const char *s, size_t n) {
   if (n == 0) return 1;
   if (b->cap - b->len < n) {
     size_t cap = b->cap ? b->cap : 256;
@@ -77,13 +78,13 @@ static int buf_add (buffer *b, const char *s, size_t n) {
   return 1;
 }
 
-static void buf_free (buffer *b) {
+static void http_buf_free (buffer *b) {
   free(b->data);
   memset(b, 0, sizeof *b);
 }
 
 /* "127.0.0.1:8080" or "[::1]:8080" */
-static void format_addr (const struct sockaddr *sa, char *out, size_t n) {
+static void http_format_addr (const struct sockaddr *sa, char *out, size_t n) {
   int v6 = sa->sa_family == AF_INET6;
   char ip[NI_MAXHOST] = "?", port[NI_MAXSERV] = "?";
   getnameinfo(sa, v6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in),
@@ -103,26 +104,40 @@ static void on_handle_closed (uv_handle_t *h) {
 }
 
 static void on_timer (uv_timer_t *t);
+static void server_stop (server *s);
+
+/*
+** Runs MHD again in ms. A timer that won't start (it fails only on a
+** closing handle) would leave requests unanswered: the server stops,
+** and accept says why.
+*/
+static void http_arm (server *s, uint64_t ms) {
+  int r = uv_timer_start(&s->timer, on_timer, ms, 0);
+  if (r == 0) return;
+  s->err = r;
+  server_stop(s);
+  if (s->waiting) orch_wake(&s->w);
+}
 
 /* MHD acts on a resume only in its next MHD_run. */
 static void server_kick (server *s) {
-  if (s->state != SRV_STOPPED) uv_timer_start(&s->timer, on_timer, 0, 0);
+  if (s->state != SRV_STOPPED) http_arm(s, 0);
 }
 
-static void unlink_exchange (server *s, exchange *ex) {
+static void http_unlink_exchange (server *s, exchange *ex) {
   if (ex->prev) ex->prev->next = ex->next; else s->head = ex->next;
   if (ex->next) ex->next->prev = ex->prev; else s->tail = ex->prev;
   ex->prev = ex->next = NULL;
   if (ex->state == EX_QUEUED) s->queued--;
 }
 
-static struct MHD_Response *text_response (const char *text) {
+static struct MHD_Response *http_text_response (const char *text) {
   return MHD_create_response_from_buffer(strlen(text), (void *)text, MHD_RESPMEM_PERSISTENT);
 }
 
 /* Gives a suspended exchange its answer; MHD sends it once resumed. */
-static void answer (exchange *ex, unsigned status, struct MHD_Response *resp) {
-  unlink_exchange(ex->srv, ex);
+static void http_answer (exchange *ex, unsigned status, struct MHD_Response *resp) {
+  http_unlink_exchange(ex->srv, ex);
   if (ex->req) { ex->req->ex = NULL; ex->req = NULL; }
   ex->state = EX_ANSWERED;
   ex->status = status;
@@ -131,7 +146,7 @@ static void answer (exchange *ex, unsigned status, struct MHD_Response *resp) {
   server_kick(ex->srv);
 }
 
-static enum MHD_Result queue_answer (struct MHD_Connection *c, unsigned status,
+static enum MHD_Result http_queue_answer (struct MHD_Connection *c, unsigned status,
                                      struct MHD_Response *resp) {
   enum MHD_Result r;
   if (resp == NULL) return MHD_NO;   /* out of memory: drop the connection */
@@ -149,7 +164,7 @@ static void *on_uri (void *cls, const char *uri, struct MHD_Connection *c) {
   ex->conn = c;
   if ((ex->uri = strdup(uri)) == NULL) { free(ex); return NULL; }
   ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
-  if (ci && ci->client_addr) format_addr(ci->client_addr, ex->remote, sizeof ex->remote);
+  if (ci && ci->client_addr) http_format_addr(ci->client_addr, ex->remote, sizeof ex->remote);
   return ex;
 }
 
@@ -159,8 +174,8 @@ static enum MHD_Result on_header (void *cls, enum MHD_ValueKind kind,
   exchange *ex = cls;
   size_t i = ex->headers.len;
   if (value == NULL) value = "";
-  if (!buf_add(&ex->headers, name, strlen(name) + 1)
-      || !buf_add(&ex->headers, value, strlen(value) + 1)) {
+  if (!http_buf_add(&ex->headers, name, strlen(name) + 1)
+      || !http_buf_add(&ex->headers, value, strlen(value) + 1)) {
     ex->oom = 1;
     return MHD_NO;
   }
@@ -183,15 +198,15 @@ static enum MHD_Result on_request (void *cls, struct MHD_Connection *c,
   if (ex->state == EX_ANSWERED) {
     struct MHD_Response *resp = ex->resp;
     ex->resp = NULL;
-    return queue_answer(c, ex->status, resp);
+    return http_queue_answer(c, ex->status, resp);
   }
-  if (s->state != SRV_OPEN) return queue_answer(c, 503, text_response("server closed\n"));
+  if (s->state != SRV_OPEN) return http_queue_answer(c, 503, http_text_response("server closed\n"));
   if (ex->method == NULL) {
     const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
                                                  MHD_HTTP_HEADER_CONTENT_LENGTH);
     /* Refused before the body is read (and before any 100 Continue). */
     if (cl && strtoull(cl, NULL, 10) > s->max_body)
-      return queue_answer(c, 413, text_response("request body too large\n"));
+      return http_queue_answer(c, 413, http_text_response("request body too large\n"));
     if ((ex->method = strdup(method)) == NULL) return MHD_NO;
     MHD_get_connection_values(c, MHD_HEADER_KIND, on_header, ex);
     return ex->oom ? MHD_NO : MHD_YES;
@@ -201,16 +216,16 @@ static enum MHD_Result on_request (void *cls, struct MHD_Connection *c,
     ** once the body is in: the rest is read and dropped, up to a point. */
     ex->seen += *size;
     if (ex->seen > s->max_body) {
-      buf_free(&ex->body);
+      http_buf_free(&ex->body);
       if (ex->seen - s->max_body > DISCARD_MAX) return MHD_NO;
-    } else if (!buf_add(&ex->body, data, *size)) {
+    } else if (!http_buf_add(&ex->body, data, *size)) {
       return MHD_NO;
     }
     *size = 0;
     return MHD_YES;
   }
   if (ex->seen > s->max_body)
-    return queue_answer(c, 413, text_response("request body too large\n"));
+    return http_queue_answer(c, 413, http_text_response("request body too large\n"));
   ex->state = EX_QUEUED;
   ex->prev = s->tail;
   if (s->tail) s->tail->next = ex; else s->head = ex;
@@ -226,26 +241,27 @@ static void on_completed (void *cls, struct MHD_Connection *c, void **ctx,
   exchange *ex = *ctx;
   if (ex == NULL) return;
   *ctx = NULL;
-  if (ex->state == EX_QUEUED || ex->state == EX_ACCEPTED) unlink_exchange(ex->srv, ex);
+  if (ex->state == EX_QUEUED || ex->state == EX_ACCEPTED) http_unlink_exchange(ex->srv, ex);
   if (ex->req) ex->req->ex = NULL;
   if (ex->resp) MHD_destroy_response(ex->resp);
-  buf_free(&ex->headers);
-  buf_free(&ex->body);
+  http_buf_free(&ex->headers);
+  http_buf_free(&ex->body);
   free(ex->uri);
   free(ex->method);
   free(ex);
 }
 
 static void server_stop (server *s) {
+  if (s->state == SRV_STOPPED) return;
   s->state = SRV_STOPPED;
-  uv_poll_stop(&s->poll);    /* before MHD closes the fd it watches */
+  uv_poll_stop(&s->poll);    /* before MHD closes the fd it watches; cannot fail */
   MHD_stop_daemon(s->mhd);   /* on_completed frees what is left */
   s->mhd = NULL;
   uv_close((uv_handle_t *)&s->poll, on_handle_closed);
   uv_close((uv_handle_t *)&s->timer, on_handle_closed);
 }
 
-static unsigned connections (server *s) {
+static unsigned http_connections (server *s) {
   const union MHD_DaemonInfo *di =
     MHD_get_daemon_info(s->mhd, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
   return di ? di->num_connections : 0;
@@ -257,22 +273,22 @@ static void server_run (server *s) {
   unsigned before;
   int timed;
   if (s->state == SRV_STOPPED) return;
-  before = connections(s);
+  before = http_connections(s);
   MHD_run(s->mhd);
   timed = MHD_get_timeout(s->mhd, &ms) == MHD_YES;
   /* At max_connections MHD stops watching the listen socket, and watches
   ** it again only at the start of a run: run again once one has gone. */
-  if (connections(s) < before) { ms = 0; timed = 1; }
+  if (http_connections(s) < before) { ms = 0; timed = 1; }
   if (s->state == SRV_DRAINING) {
     uint64_t now = uv_now(orch_uv());
-    if (connections(s) == 0 || now >= s->drain_until) {
+    if (http_connections(s) == 0 || now >= s->drain_until) {
       server_stop(s);
       return;
     }
     if (!timed || ms > s->drain_until - now) { ms = s->drain_until - now; timed = 1; }
   }
-  if (timed) uv_timer_start(&s->timer, on_timer, ms, 0);
-  else uv_timer_stop(&s->timer);
+  if (timed) http_arm(s, ms);
+  else uv_timer_stop(&s->timer);   /* cannot fail */
 }
 
 static void on_poll (uv_poll_t *p, int status, int events) {
@@ -295,9 +311,9 @@ static void server_close (server *s) {
   s->drain_until = uv_now(orch_uv()) + DRAIN_MS;
   if ((fd = MHD_quiesce_daemon(s->mhd)) != MHD_INVALID_SOCKET) close(fd);
   while (s->head) {
-    struct MHD_Response *resp = text_response("server closed\n");
+    struct MHD_Response *resp = http_text_response("server closed\n");
     if (resp) MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
-    answer(s->head, 503, resp);
+    http_answer(s->head, 503, resp);
   }
   if (s->waiting) orch_wake(&s->w);
   server_kick(s);
@@ -306,25 +322,27 @@ static void server_close (server *s) {
 
 /* ---- Lua: the server ---- */
 
-static server *checkserver (lua_State *L) {
+static server *http_checkserver (lua_State *L) {
   server **box = luaL_checkudata(L, 1, SERVER_MT);
   luaL_argcheck(L, *box != NULL, 1, "server is released");
   return *box;
 }
 
 /* A typo in an option is a bug in the caller: raise, naming it. */
-static lua_Integer opt_integer (lua_State *L, const char *name, lua_Integer dflt, lua_Integer min) {
+static lua_Integer http_opt_integer (lua_State *L, const char *name, lua_Integer dflt, lua_Integer min) {
   lua_Integer v = dflt;
   if (lua_getfield(L, 1, name) != LUA_TNIL) {
     if (!lua_isinteger(L, -1))
-      luaL_error(L, "%s must be an integer, got %s", name, luaL_typename(L, -1));
-    if ((v = lua_tointeger(L, -1)) < min) luaL_error(L, "%s must be at least %d", name, (int)min);
+      luaL_argerror(L, 1, lua_pushfstring(L, "%s must be an integer, got %s", name,
+                                          luaL_typename(L, -1)));
+    if ((v = lua_tointeger(L, -1)) < min)
+      luaL_argerror(L, 1, lua_pushfstring(L, "%s must be at least %d", name, (int)min));
   }
   lua_pop(L, 1);
   return v;
 }
 
-static void check_options (lua_State *L) {
+static void http_check_options (lua_State *L) {
   static const char *const known[] = {"host", "port", "max_body", "timeout",
                                       "max_connections", NULL};
   lua_pushnil(L);
@@ -339,7 +357,7 @@ static void check_options (lua_State *L) {
 }
 
 /* A bound, listening, non-blocking socket, or -1 with errno set. */
-static int listen_on (const struct sockaddr *sa, socklen_t len, int backlog) {
+static int http_listen_on (const struct sockaddr *sa, socklen_t len, int backlog) {
   int one = 1, fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) return -1;
   /* Rebinding while old connections sit in TIME_WAIT; a listener still
@@ -373,14 +391,15 @@ static int http_listen (lua_State *L) {
   if (lua_isnoneornil(L, 1)) { lua_settop(L, 0); lua_newtable(L); }
   luaL_checktype(L, 1, LUA_TTABLE);
   lua_settop(L, 1);
-  check_options(L);
+  http_check_options(L);
   if (lua_getfield(L, 1, "host") != LUA_TNIL && lua_type(L, -1) != LUA_TSTRING)
-    return luaL_error(L, "host must be a string, got %s", luaL_typename(L, -1));
+    return luaL_argerror(L, 1, lua_pushfstring(L, "host must be a string, got %s",
+                                               luaL_typename(L, -1)));
   host = lua_isnil(L, -1) ? "127.0.0.1" : lua_tostring(L, -1);   /* [opts, host] */
-  port = opt_integer(L, "port", 0, 0);
-  max_body = opt_integer(L, "max_body", 1048576, 0);
-  timeout = opt_integer(L, "timeout", 30, 1);
-  max_conns = opt_integer(L, "max_connections", 64, 1);
+  port = http_opt_integer(L, "port", 0, 0);
+  max_body = http_opt_integer(L, "max_body", 1048576, 0);
+  timeout = http_opt_integer(L, "timeout", 30, 1);
+  max_conns = http_opt_integer(L, "max_connections", 64, 1);
   luaL_argcheck(L, port <= 65535, 1, "port must be 0..65535");
   memset(&hints, 0, sizeof hints);
   hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV;   /* never a lookup */
@@ -390,15 +409,15 @@ static int http_listen (lua_State *L) {
     return luaL_error(L, "host must be a numeric IP address, got '%s'", host);
   memcpy(&ss, ai->ai_addr, len = ai->ai_addrlen);
   freeaddrinfo(ai);
-  format_addr((struct sockaddr *)&ss, subject, sizeof subject);
+  http_format_addr((struct sockaddr *)&ss, subject, sizeof subject);
   box = lua_newuserdatauv(L, sizeof *box, 1);    /* [opts, host, box] */
   *box = NULL;
   luaL_setmetatable(L, SERVER_MT);
-  if ((fd = listen_on((struct sockaddr *)&ss, len, (int)max_conns)) < 0)
+  if ((fd = http_listen_on((struct sockaddr *)&ss, len, (int)max_conns)) < 0)
     return orch_fail(L, subject, errno);
   if ((s = calloc(1, sizeof *s)) == NULL) { close(fd); return luaL_error(L, "out of memory"); }
   getsockname(fd, (struct sockaddr *)&ss, &len);   /* port 0: the one we got */
-  format_addr((struct sockaddr *)&ss, s->address, sizeof s->address);
+  http_format_addr((struct sockaddr *)&ss, s->address, sizeof s->address);
   s->port = atoi(strrchr(s->address, ':') + 1);
   s->max_body = (size_t)max_body;
   s->mhd = MHD_start_daemon(MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME
@@ -418,11 +437,22 @@ static int http_listen (lua_State *L) {
     return orch_failmsg(L, orch_errname(-r), "%s: cannot start the server: %s",
                         subject, uv_strerror(r));
   }
-  uv_timer_init(orch_uv(), &s->timer);
-  s->poll.data = s->timer.data = s;
+  s->poll.data = s;
   s->refs = 3;                                   /* poll, timer, box */
   *box = s;
-  uv_poll_start(&s->poll, UV_READABLE, on_poll);
+  if ((r = uv_timer_init(orch_uv(), &s->timer)) != 0) {
+    s->refs = 2;   /* no timer to close */
+    s->state = SRV_STOPPED;
+    uv_close((uv_handle_t *)&s->poll, on_handle_closed);
+    MHD_stop_daemon(s->mhd);
+    s->mhd = NULL;
+  } else {
+    s->timer.data = s;
+    if ((r = uv_poll_start(&s->poll, UV_READABLE, on_poll)) != 0) server_stop(s);
+  }
+  if (r != 0)   /* the box releases s */
+    return orch_failmsg(L, orch_errname(-r), "%s: cannot start the server: %s", subject,
+                        uv_strerror(r));
   server_kick(s);
   lua_createtable(L, 0, 1);                      /* [.., box, fields] */
   lua_pushinteger(L, s->port);
@@ -436,13 +466,13 @@ static void server_cancel (orch_wait *w) {
 }
 
 /* [.., t] -> [.., t]: t[name] = the string */
-static void set_string (lua_State *L, const char *name, const char *str, size_t len) {
+static void http_set_string (lua_State *L, const char *name, const char *str, size_t len) {
   lua_pushlstring(L, str, len);
   lua_setfield(L, -2, name);
 }
 
 /* [..] -> [.., headers]: repeated names joined with ", " as HTTP allows */
-static void push_headers (lua_State *L, const buffer *b) {
+static void http_push_headers (lua_State *L, const buffer *b) {
   const char *p = b->data, *end = b->data + b->len;
   lua_newtable(L);
   while (p && p < end) {
@@ -458,7 +488,7 @@ static void push_headers (lua_State *L, const buffer *b) {
 }
 
 /* [..] -> [.., req]: the oldest queued request, now owed by Lua */
-static int push_request (lua_State *L, server *s) {
+static int http_push_request (lua_State *L, server *s) {
   exchange *ex;
   const char *q;
   request *r = lua_newuserdatauv(L, sizeof *r, 1);
@@ -474,31 +504,39 @@ static int push_request (lua_State *L, server *s) {
   r->ex = ex;
   lua_createtable(L, 0, 6);                      /* [.., req, fields] */
   q = strchr(ex->uri, '?');
-  set_string(L, "path", ex->uri, q ? (size_t)(q - ex->uri) : strlen(ex->uri));
-  if (q) set_string(L, "query", q + 1, strlen(q + 1));
-  set_string(L, "body", ex->body.data ? ex->body.data : "", ex->body.len);
-  set_string(L, "method", ex->method, strlen(ex->method));
-  set_string(L, "remote", ex->remote, strlen(ex->remote));
-  push_headers(L, &ex->headers);
+  http_set_string(L, "path", ex->uri, q ? (size_t)(q - ex->uri) : strlen(ex->uri));
+  if (q) http_set_string(L, "query", q + 1, strlen(q + 1));
+  http_set_string(L, "body", ex->body.data ? ex->body.data : "", ex->body.len);
+  http_set_string(L, "method", ex->method, strlen(ex->method));
+  http_set_string(L, "remote", ex->remote, strlen(ex->remote));
+  http_push_headers(L, &ex->headers);
   lua_setfield(L, -2, "headers");
   lua_setiuservalue(L, -2, 1);                   /* [.., req] */
-  buf_free(&ex->body);
-  buf_free(&ex->headers);
+  http_buf_free(&ex->body);
+  http_buf_free(&ex->headers);
   return 1;
 }
 
+/* nil, "closed", "CLOSED", or why the loop could no longer drive MHD */
+static int http_closed (lua_State *L, server *s) {
+  if (s->err)
+    return orch_failmsg(L, orch_errname(-s->err), "%s: stopped: %s", s->address,
+                        uv_strerror(s->err));
+  return orch_failmsg(L, "CLOSED", "closed");
+}
+
 static int server_accepted (lua_State *L, int status, lua_KContext ctx) {
-  server *s = checkserver(L);
+  server *s = http_checkserver(L);
   s->waiting = 0;
-  if (s->state != SRV_OPEN) return orch_failmsg(L, "CLOSED", "closed");
-  return push_request(L, s);   /* woken by an arrival: one is queued */
+  if (s->state != SRV_OPEN) return http_closed(L, s);
+  return http_push_request(L, s);   /* woken by an arrival: one is queued */
 }
 
 /* srv:accept() -> request | nil, "closed" | nil, "busy" (another waits) */
 static int server_accept (lua_State *L) {
-  server *s = checkserver(L);
-  if (s->state != SRV_OPEN) return orch_failmsg(L, "CLOSED", "closed");
-  if (s->queued > 0) return push_request(L, s);
+  server *s = http_checkserver(L);
+  if (s->state != SRV_OPEN) return http_closed(L, s);
+  if (s->queued > 0) return http_push_request(L, s);
   if (s->waiting) return orch_failmsg(L, "BUSY", "busy");
   orch_wait_init(&s->w);
   s->w.cancel = server_cancel;
@@ -507,7 +545,7 @@ static int server_accept (lua_State *L) {
 }
 
 static int server_close_method (lua_State *L) {
-  server_close(checkserver(L));
+  server_close(http_checkserver(L));
   return 0;
 }
 
@@ -523,13 +561,13 @@ static int server_gc (lua_State *L) {
 }
 
 static int server_address (lua_State *L) {
-  lua_pushstring(L, checkserver(L)->address);
+  lua_pushstring(L, http_checkserver(L)->address);
   return 1;
 }
 
 /* srv:pending() -> requests that arrived and wait for accept */
 static int server_pending (lua_State *L) {
-  lua_pushinteger(L, checkserver(L)->queued);
+  lua_pushinteger(L, http_checkserver(L)->queued);
   return 1;
 }
 
@@ -543,7 +581,7 @@ static int server_tostring (lua_State *L) {
 
 /* 0 when a header is not two strings, or MHD refuses it (a line break,
 ** or one it sets itself): [.., name] is left for the message. */
-static int add_headers (lua_State *L, int idx, struct MHD_Response *resp) {
+static int http_add_headers (lua_State *L, int idx, struct MHD_Response *resp) {
   lua_pushnil(L);
   while (lua_next(L, idx)) {                     /* [.., name, value] */
     int ok = lua_type(L, -2) == LUA_TSTRING && lua_type(L, -1) == LUA_TSTRING
@@ -567,14 +605,14 @@ static int request_respond (lua_State *L) {
   if (r->ex == NULL) return orch_failmsg(L, "CLOSED", "closed");
   resp = MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_MUST_COPY);
   if (resp == NULL) return luaL_error(L, "out of memory");
-  if (!lua_isnoneornil(L, 4) && !add_headers(L, 4, resp)) {
+  if (!lua_isnoneornil(L, 4) && !http_add_headers(L, 4, resp)) {
     MHD_destroy_response(resp);                  /* before raising: no leak */
     return luaL_error(L, "header %s refused: names and values must be strings, "
                       "without line breaks or ones MHD sets itself",
                       luaL_tolstring(L, -1, NULL));
   }
   r->answered = 1;
-  answer(r->ex, (unsigned)status, resp);
+  http_answer(r->ex, (unsigned)status, resp);
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -584,13 +622,13 @@ static int request_gc (lua_State *L) {
   request *r = luaL_checkudata(L, 1, REQUEST_MT);
   if (r->ex) {
     r->answered = 1;
-    answer(r->ex, 500, text_response("no response\n"));
+    http_answer(r->ex, 500, http_text_response("no response\n"));
   }
   return 0;
 }
 
 /* Fields (user value 1: srv.port, req.path...) first, then methods (upvalue 1). */
-static int index_fields (lua_State *L) {
+static int http_index_fields (lua_State *L) {
   lua_getiuservalue(L, 1, 1);                    /* [req, key, fields] */
   lua_pushvalue(L, 2);
   if (lua_istable(L, -2) && lua_rawget(L, -2) != LUA_TNIL) return 1;
@@ -601,7 +639,7 @@ static int index_fields (lua_State *L) {
 
 
 /* Like orch_newclass, but __index is fn with the methods as upvalue 1. */
-static void new_class (lua_State *L, const char *name, const luaL_Reg *meta,
+static void http_new_class (lua_State *L, const char *name, const luaL_Reg *meta,
                        const luaL_Reg *methods, lua_CFunction index) {
   luaL_newmetatable(L, name);                    /* [mt] */
   luaL_setfuncs(L, meta, 0);
@@ -630,8 +668,8 @@ static const luaL_Reg http_funcs[] = {
 };
 
 int luaopen_orch_core_http (lua_State *L) {
-  new_class(L, SERVER_MT, server_meta, server_methods, index_fields);
-  new_class(L, REQUEST_MT, request_meta, request_methods, index_fields);
+  http_new_class(L, SERVER_MT, server_meta, server_methods, http_index_fields);
+  http_new_class(L, REQUEST_MT, request_meta, request_methods, http_index_fields);
   luaL_newlib(L, http_funcs);
   return 1;
 }

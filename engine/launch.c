@@ -41,7 +41,7 @@ int orch_open_pipes (int fds[NFDS], int with_stdin) {
 ** One posix_spawn of path, and execvp's fallback: an executable that is
 ** not a binary (ENOEXEC: a script without #!) runs with /bin/sh.
 */
-static int spawn_try (pid_t *pid, const char *path, char *const argv[],
+static int launch_try (pid_t *pid, const char *path, char *const argv[],
                       char *const envp[], const posix_spawn_file_actions_t *fa,
                       const posix_spawnattr_t *attr) {
   int err = posix_spawn(pid, path, fa, attr, argv, envp);
@@ -68,7 +68,7 @@ static int spawn_try (pid_t *pid, const char *path, char *const argv[],
 ** fallback, hence this loop. An absolute candidate that does not exist
 ** costs an access() rather than a spawn. 0 or the errno execvp would give.
 */
-static int spawn_search (pid_t *pid, const char *file, char *const argv[],
+static int launch_search (pid_t *pid, const char *file, char *const argv[],
                          char *const envp[], const posix_spawn_file_actions_t *fa,
                          const posix_spawnattr_t *attr) {
   char buf[PATH_MAX];
@@ -76,7 +76,7 @@ static int spawn_search (pid_t *pid, const char *file, char *const argv[],
   size_t flen = strlen(file);
   int i, err = ENOENT, eacces = 0;
   if (*file == '\0') return ENOENT;
-  if (strchr(file, '/')) return spawn_try(pid, file, argv, envp, fa, attr);
+  if (strchr(file, '/')) return launch_try(pid, file, argv, envp, fa, attr);
   if (flen > NAME_MAX) return ENAMETOOLONG;
   for (i = 0; envp[i]; i++)
     if (strncmp(envp[i], "PATH=", 5) == 0) { path = envp[i] + 5; break; }
@@ -91,7 +91,7 @@ static int spawn_search (pid_t *pid, const char *file, char *const argv[],
       if (buf[0] == '/' && access(buf, F_OK) != 0 && (errno == ENOENT || errno == ENOTDIR))
         err = errno;
       else
-        err = spawn_try(pid, buf, argv, envp, fa, attr);
+        err = launch_try(pid, buf, argv, envp, fa, attr);
       switch (err) {
         case 0: return 0;
         case EACCES: eacces = 1; break;
@@ -133,7 +133,7 @@ int orch_spawn (pid_t *pid, char *const argv[], char *const envp[],
   if (!err) err = posix_spawn_file_actions_adddup2(&fa, fds[OUT_W], 1);
   if (!err) err = posix_spawn_file_actions_adddup2(&fa, fds[ERR_W], 2);
   if (!err && cwd) err = posix_spawn_file_actions_addchdir_np(&fa, cwd);
-  if (!err) err = spawn_search(pid, argv[0], argv, envp, &fa, &attr);
+  if (!err) err = launch_search(pid, argv[0], argv, envp, &fa, &attr);
   posix_spawnattr_destroy(&attr);
   posix_spawn_file_actions_destroy(&fa);
   return err;

@@ -55,12 +55,22 @@ static void on_ready (uv_idle_t *h);
 static void on_signal (int signum);
 static void on_interrupt_wake (uv_async_t *h);
 
+/*
+** Without the loop's own handles nothing could wait or be interrupted, and
+** there is no caller to tell (orch_uv is everywhere): say so and abort.
+*/
+static void loop_must (int r, const char *what) {
+  if (r == 0) return;
+  fprintf(stderr, "orch: cannot start the event loop: %s: %s\n", what, uv_strerror(r));
+  abort();
+}
+
 uv_loop_t *orch_uv (void) {
   if (uvl == NULL) {
     struct sigaction sa;
-    uvl = uv_default_loop();
-    uv_idle_init(uvl, &ready_idle);
-    uv_async_init(uvl, &interrupt_wake, on_interrupt_wake);
+    if ((uvl = uv_default_loop()) == NULL) loop_must(UV_ENOMEM, "uv_default_loop");
+    loop_must(uv_idle_init(uvl, &ready_idle), "uv_idle_init");
+    loop_must(uv_async_init(uvl, &interrupt_wake, on_interrupt_wake), "uv_async_init");
     uv_unref((uv_handle_t *)&interrupt_wake);  /* keeps nothing alive */
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_signal;
@@ -88,7 +98,7 @@ void orch_child_remove (orch_child *c) {
   c->next = c->prev = NULL;
 }
 
-static void kill_children (int sig) {
+static void loop_kill_children (int sig) {
   orch_child *c;
   for (c = children.next; c != &children; c = c->next)
     if (c->pid > 0) kill(-c->pid, sig);
@@ -117,18 +127,19 @@ static void on_signal (int signum) {
     return;
   }
   if (interrupted) {
-    kill_children(SIGKILL);
+    loop_kill_children(SIGKILL);
     signal(signum, SIG_DFL);
     raise(signum);
     return;
   }
   interrupted = signum;
-  kill_children(SIGTERM);
+  loop_kill_children(SIGTERM);
   if (running || loop_depth == 0) {
     lua_State *L = running ? running : main_thread;
     lua_sethook(L, on_interrupt_hook, LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
   }
-  uv_async_send(&interrupt_wake);
+  /* fails only on a closing handle; nothing a signal handler could do */
+  (void)uv_async_send(&interrupt_wake);
 }
 
 
@@ -138,13 +149,13 @@ static task *task_of (lua_State *L) {
   return *(task **)lua_getextraspace(L);
 }
 
-static void ready_push (task *t) {
+static void loop_ready_push (task *t) {
   t->state = TASK_READY;
   t->next_ready = NULL;
   if (ready_tail) ready_tail->next_ready = t; else ready_head = t;
   ready_tail = t;
   if (!uv_is_active((uv_handle_t *)&ready_idle))
-    uv_idle_start(&ready_idle, on_ready);
+    loop_must(uv_idle_start(&ready_idle, on_ready), "uv_idle_start");  /* no task runs without */
 }
 
 void orch_wait_init (orch_wait *w) {
@@ -154,12 +165,12 @@ void orch_wait_init (orch_wait *w) {
 void orch_wake (orch_wait *w) {
   if (w->done) return;  /* once: a task must never be queued twice */
   w->done = 1;
-  if (w->task) ready_push(task_of(w->task));
+  if (w->task) loop_ready_push(task_of(w->task));
   else uv_stop(uvl);  /* the top-level wait checks its flag after uv_run */
 }
 
 /* Abandons w (its cancel hook frees the request) and raises. */
-static int abandon (lua_State *L, orch_wait *w, const char *msg) {
+static int loop_abandon (lua_State *L, orch_wait *w, const char *msg) {
   if (w->cancel) w->cancel(w);
   if (msg == NULL) {  /* interrupted: not the caller's fault, no position */
     lua_pushliteral(L, "interrupted");
@@ -172,18 +183,18 @@ int orch_await (lua_State *L, orch_wait *w, lua_KContext ctx, lua_KFunction k) {
   task *t = task_of(L);
   orch_uv();
   /* After Ctrl-C nothing new waits: every task unwinds promptly. */
-  if (interrupted) return abandon(L, w, NULL);
+  if (interrupted) return loop_abandon(L, w, NULL);
   if (w->done) return k(L, LUA_OK, ctx);  /* woken before it waited */
   if (t && t->T == L) {
     if (!lua_isyieldable(L))
-      return abandon(L, w, "cannot wait here: a task can't wait inside a "
+      return loop_abandon(L, w, "cannot wait here: a task can't wait inside a "
                            "metamethod or a C function such as table.sort");
     w->task = L;
     t->waiting = 1;
     return lua_yieldk(L, 0, ctx, k);
   }
   if (loop_depth > 0)
-    return abandon(L, w, "cannot wait in a coroutine that orch did not start "
+    return loop_abandon(L, w, "cannot wait in a coroutine that orch did not start "
                          "(use orch.task.spawn)");
   loop_depth++;
   while (!w->done) {
@@ -191,7 +202,7 @@ int orch_await (lua_State *L, orch_wait *w, lua_KContext ctx, lua_KFunction k) {
     if (w->done) break;
     if (interrupted || !alive) {
       loop_depth--;
-      return abandon(L, w, interrupted ? NULL
+      return loop_abandon(L, w, interrupted ? NULL
                      : "deadlock: waiting for something that nothing left "
                        "running can do");
     }
@@ -233,7 +244,7 @@ static void task_resume (task *t) {
     if (t->waiting) t->state = TASK_WAITING;
     else {                  /* a bare coroutine.yield(): let others run */
       lua_pop(T, nres);
-      ready_push(t);
+      loop_ready_push(t);
     }
     return;
   }
@@ -254,7 +265,7 @@ static void task_resume (task *t) {
 static void on_ready (uv_idle_t *h) {
   task *t = ready_head;
   ready_head = ready_tail = NULL;
-  uv_idle_stop(&ready_idle);
+  uv_idle_stop(&ready_idle);   /* cannot fail */
   while (t) {
     task *next = t->next_ready;
     task_resume(t);
@@ -282,7 +293,7 @@ static int loop_spawn (lua_State *L) {
   lua_rotate(L, 1, 1);                         /* [t, fn, args..] */
   lua_xmove(L, T, n);                          /* [t] */
   live_tasks++;
-  ready_push(t);
+  loop_ready_push(t);
   return 1;
 }
 
@@ -450,7 +461,7 @@ static void sleeper_cancel (orch_wait *w) {
   sleeper_release(s);
 }
 
-static int sleep_done (lua_State *L, int status, lua_KContext ctx) {
+static int loop_sleep_done (lua_State *L, int status, lua_KContext ctx) {
   sleeper_release((sleeper *)ctx);
   return 0;
 }
@@ -459,16 +470,23 @@ static int sleep_done (lua_State *L, int status, lua_KContext ctx) {
 static int loop_sleep (lua_State *L) {
   double secs = luaL_checknumber(L, 1);
   sleeper *s;
+  int r;
   luaL_argcheck(L, secs >= 0, 1, "must not be negative");
   s = malloc(sizeof *s);
   if (s == NULL) return luaL_error(L, "out of memory");
   orch_wait_init(&s->w);
   s->w.cancel = sleeper_cancel;
   s->refs = 2;
-  uv_timer_init(orch_uv(), &s->timer);
+  if ((r = uv_timer_init(orch_uv(), &s->timer)) != 0) {
+    free(s);
+    return luaL_error(L, "loop.sleep: %s", uv_strerror(r));
+  }
   s->timer.data = s;
-  uv_timer_start(&s->timer, sleeper_fired, (uint64_t)(secs * 1000 + 0.5), 0);
-  return orch_await(L, &s->w, (lua_KContext)s, sleep_done);
+  if ((r = uv_timer_start(&s->timer, sleeper_fired, (uint64_t)(secs * 1000 + 0.5), 0)) != 0) {
+    sleeper_cancel(&s->w);
+    return luaL_error(L, "loop.sleep: %s", uv_strerror(r));
+  }
+  return orch_await(L, &s->w, (lua_KContext)s, loop_sleep_done);
 }
 
 /* loop.yield(): let the other ready tasks run, then go on */
@@ -503,13 +521,13 @@ static int loop_time (lua_State *L) {
   return 1;
 }
 
-static int push_signame (lua_State *L, int signum) {
+static int loop_push_signame (lua_State *L, int signum) {
   if (signum) lua_pushstring(L, signum == SIGINT ? "SIGINT" : "SIGTERM");
   else lua_pushnil(L);
   return 1;
 }
 
-static int loop_interrupted (lua_State *L) { return push_signame(L, interrupted); }
+static int loop_interrupted (lua_State *L) { return loop_push_signame(L, interrupted); }
 
 /*
 ** loop.graceful(): from now on the first SIGINT or SIGTERM only asks to
@@ -521,7 +539,7 @@ static int loop_graceful (lua_State *L) {
   return 0;
 }
 
-static int loop_stop_requested (lua_State *L) { return push_signame(L, stop_requested); }
+static int loop_stop_requested (lua_State *L) { return loop_push_signame(L, stop_requested); }
 
 /*
 ** loop.interrupt(): what a signal does, at a time of the caller's choosing
@@ -532,7 +550,7 @@ static int loop_stop_requested (lua_State *L) { return push_signame(L, stop_requ
 static int loop_interrupt (lua_State *L) {
   if (!interrupted) {
     interrupted = stop_requested ? stop_requested : SIGTERM;
-    kill_children(SIGTERM);
+    loop_kill_children(SIGTERM);
   }
   return 0;
 }
@@ -556,7 +574,7 @@ static int loop_reset_interrupt (lua_State *L) {
 ** reachable from it until the process ends a moment later.
 */
 void orch_loop_shutdown (void) {
-  if (uvl) kill_children(SIGKILL);
+  if (uvl) loop_kill_children(SIGKILL);
 }
 
 static const luaL_Reg task_meta[] = {

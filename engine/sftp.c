@@ -13,8 +13,9 @@
 
 #define CHUNK 65536
 
-int ssh_sftp_acquire (ssh_op *o) {
+int orch_ssh_sftp_acquire (ssh_op *o) {
   ssh_session *s = o->sess;
+  if (s->broken >= SSH_SFTP_BROKEN) { o->err = SSH_ERR_SFTP_BROKEN; return -1; }
   if (s->sftp_owner && s->sftp_owner != o) return 0;
   s->sftp_owner = o;
   if (s->sftp == NULL) {
@@ -32,12 +33,12 @@ int ssh_sftp_acquire (ssh_op *o) {
 
 /* The common prologue: OP_AGAIN / OP_FAIL, or 0 to go on. */
 #define ACQUIRE(o) do { \
-    int a_ = ssh_sftp_acquire(o); \
+    int a_ = orch_ssh_sftp_acquire(o); \
     if (a_ <= 0) return a_ < 0 ? OP_FAIL : OP_AGAIN; \
   } while (0)
 
 /* A libssh2 result: again, or failed (recording the SFTP status), or ok. */
-static int check (ssh_op *o, long rc) {
+static int sftp_check (ssh_op *o, long rc) {
   if (rc == LIBSSH2_ERROR_EAGAIN) return OP_AGAIN;
   if (rc < 0) {
     o->err = (int)rc;
@@ -74,8 +75,8 @@ static const char *sftp_message (int st) {
 }
 
 /* An open that gave no handle: again, or failed with the SFTP status. */
-static int open_failed (ssh_op *o) {
-  if (check(o, libssh2_session_last_errno(o->sess->s)) == OP_AGAIN) return OP_AGAIN;
+static int sftp_open_failed (ssh_op *o) {
+  if (sftp_check(o, libssh2_session_last_errno(o->sess->s)) == OP_AGAIN) return OP_AGAIN;
   if (o->err != LIBSSH2_ERROR_SFTP_PROTOCOL) {
     o->err = LIBSSH2_ERROR_SFTP_PROTOCOL;
     o->sftp_err = (int)libssh2_sftp_last_error(o->sess->sftp);
@@ -84,22 +85,23 @@ static int open_failed (ssh_op *o) {
 }
 
 /* nil, "host: path: reason", CODE for a failed SFTP op on path a */
-static int fail (lua_State *L, ssh_op *o) {
+static int sftp_fail (lua_State *L, ssh_op *o) {
   int n;
   if (o->err == LIBSSH2_ERROR_SFTP_PROTOCOL) {
     n = orch_failmsg(L, sftp_code(o->sftp_err), "%s: %s: %s", o->sess->label, o->a,
                      sftp_message(o->sftp_err));
   } else {
-    n = ssh_op_fail(L, o, o->a);
+    n = orch_ssh_op_fail(L, o, o->a);
   }
-  ssh_op_free(o);
+  orch_ssh_op_free(o);
   return n;
 }
 
 /* [path..] -> [path.., op]: an SFTP op on the session at 1, path at 2 */
-static ssh_op *new_op (lua_State *L, ssh_step step) {
-  ssh_session *s = ssh_check(L, 1);
-  ssh_op *o = ssh_op_new(L, s, step);
+static ssh_op *sftp_new_op (lua_State *L, ssh_step step) {
+  ssh_session *s = orch_ssh_check(L, 1);
+  ssh_op *o = orch_ssh_op_new(L, s, step);
+  o->sftp = 1;
   o->a = luaL_checkstring(L, 2);
   s->sftp_ops++;
   return o;
@@ -108,13 +110,13 @@ static ssh_op *new_op (lua_State *L, ssh_step step) {
 
 /* ---- stat ---- */
 
-static int step_stat (ssh_op *o) {
+static int sftp_step_stat (ssh_op *o) {
   ACQUIRE(o);
-  return check(o, libssh2_sftp_stat_ex(o->sess->sftp, o->a, (unsigned int)strlen(o->a),
+  return sftp_check(o, libssh2_sftp_stat_ex(o->sess->sftp, o->a, (unsigned int)strlen(o->a),
                                        (int)o->flags, &o->attrs));
 }
 
-static const char *type_of (unsigned long perm) {
+static const char *sftp_type_of (unsigned long perm) {
   switch (perm & LIBSSH2_SFTP_S_IFMT) {
     case LIBSSH2_SFTP_S_IFREG: return "file";
     case LIBSSH2_SFTP_S_IFDIR: return "directory";
@@ -127,7 +129,7 @@ static const char *type_of (unsigned long perm) {
   }
 }
 
-static int stated (lua_State *L, int status, lua_KContext ctx) {
+static int sftp_stated (lua_State *L, int status, lua_KContext ctx) {
   ssh_op *o = (ssh_op *)ctx;
   LIBSSH2_SFTP_ATTRIBUTES *at = &o->attrs;
   if (o->status != OP_DONE) {
@@ -136,10 +138,10 @@ static int stated (lua_State *L, int status, lua_KContext ctx) {
       lua_pushnil(L);   /* absent is an answer: nil alone */
       return 1;
     }
-    return fail(L, o);
+    return sftp_fail(L, o);
   }
   lua_createtable(L, 0, 6);
-  lua_pushstring(L, type_of(at->permissions));
+  lua_pushstring(L, sftp_type_of(at->permissions));
   lua_setfield(L, -2, "type");
   lua_pushinteger(L, (lua_Integer)(at->permissions & 07777));
   lua_setfield(L, -2, "mode");
@@ -159,9 +161,9 @@ static int sftp_stat (lua_State *L) {
   ssh_op *o;
   int link = lua_toboolean(L, 3);
   lua_settop(L, 2);
-  o = new_op(L, step_stat);
+  o = sftp_new_op(L, sftp_step_stat);
   o->flags = link ? LIBSSH2_SFTP_LSTAT : LIBSSH2_SFTP_STAT;
-  return ssh_op_run(L, o, stated);
+  return orch_ssh_op_run(L, o, sftp_stated);
 }
 
 
@@ -169,56 +171,57 @@ static int sftp_stat (lua_State *L) {
 
 enum { F_OPEN, F_IO, F_CLOSE };
 
-static int step_read (ssh_op *o) {
+static int sftp_step_read (ssh_op *o) {
   char buf[CHUNK];
   ACQUIRE(o);
   for (;;) switch (o->phase) {
     case F_OPEN:
       o->fh = libssh2_sftp_open_ex(o->sess->sftp, o->a, (unsigned int)strlen(o->a),
                                    LIBSSH2_FXF_READ, 0, LIBSSH2_SFTP_OPENFILE);
-      if (o->fh == NULL) return open_failed(o);
+      if (o->fh == NULL) return sftp_open_failed(o);
       o->phase = F_IO;
       o->moved = 1;
       break;
     case F_IO: {
       ssize_t n = libssh2_sftp_read(o->fh, buf, sizeof buf);
       if (n == LIBSSH2_ERROR_EAGAIN) return OP_AGAIN;
-      if (n < 0) { check(o, n); o->phase = F_CLOSE; o->code = 1; break; }
+      if (n < 0) { sftp_check(o, n); o->phase = F_CLOSE; o->code = 1; break; }
       if (n == 0) { o->phase = F_CLOSE; break; }
       o->moved = 1;
-      if (!ssh_buf_add(&o->out, buf, (size_t)n)) { o->err = LIBSSH2_ERROR_ALLOC; o->phase = F_CLOSE; o->code = 1; }
+      if (!orch_ssh_buf_add(&o->out, buf, (size_t)n)) { o->err = LIBSSH2_ERROR_ALLOC; o->phase = F_CLOSE; o->code = 1; }
       break;
     }
     case F_CLOSE: {
       int rc = libssh2_sftp_close_handle(o->fh);
       if (rc == LIBSSH2_ERROR_EAGAIN) return OP_AGAIN;
-      o->fh = NULL;
+      o->fh = NULL;   /* freed, whatever rc says */
+      if (rc < 0 && !o->code) { sftp_check(o, rc); o->code = 1; }
       return o->code ? OP_FAIL : OP_DONE;   /* code flags an earlier failure */
     }
   }
 }
 
-static int read_done (lua_State *L, int status, lua_KContext ctx) {
+static int sftp_read_done (lua_State *L, int status, lua_KContext ctx) {
   ssh_op *o = (ssh_op *)ctx;
-  if (o->status != OP_DONE) return fail(L, o);
+  if (o->status != OP_DONE) return sftp_fail(L, o);
   lua_pushlstring(L, o->out.data ? o->out.data : "", o->out.len);
-  ssh_op_free(o);
+  orch_ssh_op_free(o);
   return 1;
 }
 
 /* sess:read(path) -> content | fail */
 static int sftp_read (lua_State *L) {
   lua_settop(L, 2);
-  return ssh_op_run(L, new_op(L, step_read), read_done);
+  return orch_ssh_op_run(L, sftp_new_op(L, sftp_step_read), sftp_read_done);
 }
 
-static int step_write (ssh_op *o) {
+static int sftp_step_write (ssh_op *o) {
   ACQUIRE(o);
   for (;;) switch (o->phase) {
     case F_OPEN:
       o->fh = libssh2_sftp_open_ex(o->sess->sftp, o->a, (unsigned int)strlen(o->a),
                                    o->flags, o->mode, LIBSSH2_SFTP_OPENFILE);
-      if (o->fh == NULL) return open_failed(o);
+      if (o->fh == NULL) return sftp_open_failed(o);
       o->phase = F_IO;
       o->moved = 1;
       break;
@@ -226,7 +229,7 @@ static int step_write (ssh_op *o) {
       while (o->off < o->len) {
         ssize_t n = libssh2_sftp_write(o->fh, o->data + o->off, o->len - o->off);
         if (n == LIBSSH2_ERROR_EAGAIN) return OP_AGAIN;
-        if (n < 0) { check(o, n); o->phase = F_CLOSE; o->code = 1; break; }
+        if (n < 0) { sftp_check(o, n); o->phase = F_CLOSE; o->code = 1; break; }
         o->off += (size_t)n;
         o->moved = 1;
       }
@@ -235,17 +238,17 @@ static int step_write (ssh_op *o) {
     case F_CLOSE: {
       int rc = libssh2_sftp_close_handle(o->fh);
       if (rc == LIBSSH2_ERROR_EAGAIN) return OP_AGAIN;
-      o->fh = NULL;
-      if (rc < 0 && !o->code) { check(o, rc); o->code = 1; }
+      o->fh = NULL;   /* freed, whatever rc says */
+      if (rc < 0 && !o->code) { sftp_check(o, rc); o->code = 1; }
       return o->code ? OP_FAIL : OP_DONE;   /* code flags an earlier failure */
     }
   }
 }
 
-static int done_true (lua_State *L, int status, lua_KContext ctx) {
+static int sftp_done_true (lua_State *L, int status, lua_KContext ctx) {
   ssh_op *o = (ssh_op *)ctx;
-  if (o->status != OP_DONE) return fail(L, o);
-  ssh_op_free(o);
+  if (o->status != OP_DONE) return sftp_fail(L, o);
+  orch_ssh_op_free(o);
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -259,12 +262,12 @@ static int sftp_write (lua_State *L) {
   ssh_op *o;
   luaL_checkstring(L, 3);
   lua_settop(L, 5);
-  o = new_op(L, step_write);
+  o = sftp_new_op(L, sftp_step_write);
   o->data = lua_tolstring(L, 3, &o->len);
   o->mode = (long)luaL_optinteger(L, 4, 0644);
   o->flags = LIBSSH2_FXF_WRITE | LIBSSH2_FXF_CREAT | LIBSSH2_FXF_TRUNC;
   if (lua_toboolean(L, 5)) o->flags |= LIBSSH2_FXF_EXCL;
-  return ssh_op_run(L, o, done_true);
+  return orch_ssh_op_run(L, o, sftp_done_true);
 }
 
 
@@ -273,7 +276,7 @@ static int sftp_write (lua_State *L) {
 enum { REQ_SETSTAT, REQ_RENAME, REQ_UNLINK, REQ_MKDIR, REQ_RMDIR, REQ_SYMLINK,
        REQ_READLINK, REQ_REALPATH };
 
-static int step_request (ssh_op *o) {
+static int sftp_step_request (ssh_op *o) {
   LIBSSH2_SFTP *sftp;
   unsigned int alen;
   long rc = 0;
@@ -302,30 +305,33 @@ static int step_request (ssh_op *o) {
       char buf[4096];
       rc = libssh2_sftp_symlink_ex(sftp, o->a, alen, buf, sizeof buf,
                                    o->code == REQ_READLINK ? LIBSSH2_SFTP_READLINK : LIBSSH2_SFTP_REALPATH);
-      if (rc > 0) { o->out.len = 0; ssh_buf_add(&o->out, buf, (size_t)rc); rc = 0; }
+      if (rc > 0) {
+        o->out.len = 0;
+        rc = orch_ssh_buf_add(&o->out, buf, (size_t)rc) ? 0 : LIBSSH2_ERROR_ALLOC;
+      }
       break;
     }
   }
-  return check(o, rc);
+  return sftp_check(o, rc);
 }
 
-static int request_done (lua_State *L, int status, lua_KContext ctx) {
+static int sftp_request_done (lua_State *L, int status, lua_KContext ctx) {
   ssh_op *o = (ssh_op *)ctx;
-  if (o->status != OP_DONE) return fail(L, o);
+  if (o->status != OP_DONE) return sftp_fail(L, o);
   if (o->code == REQ_READLINK || o->code == REQ_REALPATH)
     lua_pushlstring(L, o->out.data ? o->out.data : "", o->out.len);
   else
     lua_pushboolean(L, 1);
-  ssh_op_free(o);
+  orch_ssh_op_free(o);
   return 1;
 }
 
-static int request (lua_State *L, int kind, int nargs) {
+static int sftp_request (lua_State *L, int kind, int nargs) {
   ssh_op *o;
   lua_settop(L, nargs);
-  o = new_op(L, step_request);
+  o = sftp_new_op(L, sftp_step_request);
   o->code = kind;
-  return ssh_op_run(L, o, request_done);
+  return orch_ssh_op_run(L, o, sftp_request_done);
 }
 
 /* sess:setstat(path, { mode =, uid =, gid = }) -> true | fail */
@@ -333,7 +339,7 @@ static int sftp_setstat (lua_State *L) {
   ssh_op *o;
   luaL_checktype(L, 3, LUA_TTABLE);
   lua_settop(L, 3);
-  o = new_op(L, step_request);                    /* [s, path, t, op] */
+  o = sftp_new_op(L, sftp_step_request);                    /* [s, path, t, op] */
   o->code = REQ_SETSTAT;
   lua_getfield(L, 3, "mode");
   if (!lua_isnil(L, -1)) {
@@ -349,7 +355,7 @@ static int sftp_setstat (lua_State *L) {
     o->attrs.gid = (unsigned long)luaL_checkinteger(L, -1);
   }
   lua_pop(L, 3);
-  return ssh_op_run(L, o, request_done);
+  return orch_ssh_op_run(L, o, sftp_request_done);
 }
 
 /* sess:rename(from, to) -> true | fail (OpenSSH refuses if `to` exists) */
@@ -357,26 +363,26 @@ static int sftp_rename (lua_State *L) {
   ssh_op *o;
   luaL_checkstring(L, 3);
   lua_settop(L, 3);
-  o = new_op(L, step_request);
+  o = sftp_new_op(L, sftp_step_request);
   o->code = REQ_RENAME;
   o->b = lua_tostring(L, 3);
-  return ssh_op_run(L, o, request_done);
+  return orch_ssh_op_run(L, o, sftp_request_done);
 }
 
-static int sftp_unlink (lua_State *L) { return request(L, REQ_UNLINK, 2); }
-static int sftp_rmdir (lua_State *L) { return request(L, REQ_RMDIR, 2); }
-static int sftp_readlink (lua_State *L) { return request(L, REQ_READLINK, 2); }
-static int sftp_realpath (lua_State *L) { return request(L, REQ_REALPATH, 2); }
+static int sftp_unlink (lua_State *L) { return sftp_request(L, REQ_UNLINK, 2); }
+static int sftp_rmdir (lua_State *L) { return sftp_request(L, REQ_RMDIR, 2); }
+static int sftp_readlink (lua_State *L) { return sftp_request(L, REQ_READLINK, 2); }
+static int sftp_realpath (lua_State *L) { return sftp_request(L, REQ_REALPATH, 2); }
 
 /* sess:mkdir(path [, mode]) -> true | fail */
 static int sftp_mkdir (lua_State *L) {
   ssh_op *o;
   lua_Integer mode = luaL_optinteger(L, 3, 0755);
   lua_settop(L, 2);
-  o = new_op(L, step_request);
+  o = sftp_new_op(L, sftp_step_request);
   o->code = REQ_MKDIR;
   o->mode = (long)mode;
-  return ssh_op_run(L, o, request_done);
+  return orch_ssh_op_run(L, o, sftp_request_done);
 }
 
 /* sess:symlink(target, path) -> true | fail */
@@ -386,52 +392,57 @@ static int sftp_symlink (lua_State *L) {
   luaL_checkstring(L, 3);
   lua_settop(L, 3);
   lua_insert(L, 2);                               /* [s, path, target] */
-  o = new_op(L, step_request);
+  o = sftp_new_op(L, sftp_step_request);
   o->code = REQ_SYMLINK;
   o->b = lua_tostring(L, 3);
-  return ssh_op_run(L, o, request_done);
+  return orch_ssh_op_run(L, o, sftp_request_done);
 }
 
 
 /* ---- directories ---- */
 
-static int step_list (ssh_op *o) {
+static int sftp_step_list (ssh_op *o) {
   char name[1024];
   ACQUIRE(o);
   for (;;) switch (o->phase) {
     case F_OPEN:
       o->fh = libssh2_sftp_open_ex(o->sess->sftp, o->a, (unsigned int)strlen(o->a), 0, 0,
                                    LIBSSH2_SFTP_OPENDIR);
-      if (o->fh == NULL) return open_failed(o);
+      if (o->fh == NULL) return sftp_open_failed(o);
       o->phase = F_IO;
       break;
     case F_IO: {
       LIBSSH2_SFTP_ATTRIBUTES at;
       int n = libssh2_sftp_readdir_ex(o->fh, name, sizeof name, NULL, 0, &at);
       if (n == LIBSSH2_ERROR_EAGAIN) return OP_AGAIN;
-      if (n <= 0) { if (n < 0) { check(o, n); o->code = 1; } o->phase = F_CLOSE; break; }
+      if (n <= 0) { if (n < 0) { sftp_check(o, n); o->code = 1; } o->phase = F_CLOSE; break; }
       o->moved = 1;
       if (!(n == 1 && name[0] == '.') && !(n == 2 && name[0] == '.' && name[1] == '.')) {
-        ssh_buf_add(&o->out, name, (size_t)n);
-        ssh_buf_add(&o->out, "", 1);  /* NUL-separated */
-        ssh_buf_add(&o->err_out, type_of(at.permissions), strlen(type_of(at.permissions)) + 1);
+        const char *type = sftp_type_of(at.permissions);
+        if (!orch_ssh_buf_add(&o->out, name, (size_t)n) || !orch_ssh_buf_add(&o->out, "", 1)  /* NUL-separated */
+            || !orch_ssh_buf_add(&o->err_out, type, strlen(type) + 1)) {
+          o->err = LIBSSH2_ERROR_ALLOC;
+          o->code = 1;
+          o->phase = F_CLOSE;
+        }
       }
       break;
     }
     case F_CLOSE: {
       int rc = libssh2_sftp_closedir(o->fh);
       if (rc == LIBSSH2_ERROR_EAGAIN) return OP_AGAIN;
-      o->fh = NULL;
+      o->fh = NULL;   /* freed, whatever rc says */
+      if (rc < 0 && !o->code) { sftp_check(o, rc); o->code = 1; }
       return o->code ? OP_FAIL : OP_DONE;
     }
   }
 }
 
-static int listed (lua_State *L, int status, lua_KContext ctx) {
+static int sftp_listed (lua_State *L, int status, lua_KContext ctx) {
   ssh_op *o = (ssh_op *)ctx;
   size_t p = 0, q = 0;
   int i = 1;
-  if (o->status != OP_DONE) return fail(L, o);
+  if (o->status != OP_DONE) return sftp_fail(L, o);
   lua_newtable(L);
   while (p < o->out.len) {
     size_t l = strlen(o->out.data + p), lt = strlen(o->err_out.data + q);
@@ -444,14 +455,14 @@ static int listed (lua_State *L, int status, lua_KContext ctx) {
     p += l + 1;
     q += lt + 1;
   }
-  ssh_op_free(o);
+  orch_ssh_op_free(o);
   return 1;
 }
 
 /* sess:list(dir) -> { { name, type }, ... } (unsorted, without . and ..) */
 static int sftp_list (lua_State *L) {
   lua_settop(L, 2);
-  return ssh_op_run(L, new_op(L, step_list), listed);
+  return orch_ssh_op_run(L, sftp_new_op(L, sftp_step_list), sftp_listed);
 }
 
 static const luaL_Reg sftp_methods[] = {

@@ -23,7 +23,7 @@
 
 /* ---- operations on the loop ---- */
 
-int ssh_buf_add (ssh_buf *b, const char *data, size_t n) {
+int orch_ssh_buf_add (ssh_buf *b, const char *data, size_t n) {
   if (b->cap - b->len < n) {
     size_t cap = b->cap ? b->cap : 4096;
     char *p;
@@ -37,7 +37,7 @@ int ssh_buf_add (ssh_buf *b, const char *data, size_t n) {
   return 1;
 }
 
-void ssh_op_free (ssh_op *o) {
+void orch_ssh_op_free (ssh_op *o) {
   free(o->out.data);
   free(o->err_out.data);
   o->out.data = o->err_out.data = NULL;
@@ -45,8 +45,9 @@ void ssh_op_free (ssh_op *o) {
 }
 
 static void session_poll (ssh_session *s);
+static int ssh_step_exec (ssh_op *o);
 
-void ssh_op_unqueue (ssh_op *o) {
+void orch_ssh_op_unqueue (ssh_op *o) {
   ssh_op **pp;
   if (!o->queued) return;
   for (pp = &o->sess->waiting; *pp; pp = &(*pp)->next)
@@ -55,13 +56,71 @@ void ssh_op_unqueue (ssh_op *o) {
   if (o->sess->sftp_owner == o) o->sess->sftp_owner = NULL;
 }
 
+/* Closes cancelled execs' channels as the peer allows: 1 if one went. */
+static int session_reap (ssh_session *s) {
+  int i = 0, freed = 0;
+  while (i < s->ndead) {
+    /* 0 or EAGAIN: close errors are libssh2's to ignore, it frees anyway */
+    if (libssh2_channel_free(s->dead[i]) == LIBSSH2_ERROR_EAGAIN) { i++; continue; }
+    s->dead[i] = s->dead[--s->ndead];
+    freed = 1;
+  }
+  return freed;
+}
+
+/*
+** What an op that will never step again leaves in libssh2 goes to its
+** session: an exec channel is closed in the background (the session stays
+** usable); an SFTP request cut short leaves per-request state in libssh2
+** that the next request would trip on, so SFTP is unusable from then on
+** and the handle waits for session_shutdown; a handshake or authentication
+** cut short leaves the session's own state, so nothing works any more.
+*/
+static void session_adopt (ssh_session *s, ssh_op *o, int cancelled) {
+  if (o->ch) {
+    if (s->ndead == s->capdead) {
+      int cap = s->capdead ? s->capdead * 2 : 4;
+      LIBSSH2_CHANNEL **d = realloc(s->dead, sizeof *d * (size_t)cap);
+      if (d == NULL) { s->broken = SSH_BROKEN; return; }  /* session_free frees it */
+      s->dead = d;
+      s->capdead = cap;
+    }
+    s->dead[s->ndead++] = o->ch;
+    o->ch = NULL;
+  }
+  if (o->fh) {
+    if (s->orphan == NULL) s->orphan = o->fh;   /* one SFTP op at a time */
+    o->fh = NULL;
+  }
+  if (!cancelled) return;
+  if (s->sftp_owner == o) {
+    if (s->broken < SSH_SFTP_BROKEN) s->broken = SSH_SFTP_BROKEN;
+  } else if (!o->sftp && o->step != ssh_step_exec) {
+    s->broken = SSH_BROKEN;
+  }
+}
+
+/* Every waiting op fails with err (the socket is gone, or can't be polled). */
+static void session_fail_waiting (ssh_session *s, int err) {
+  while (s->waiting) {
+    ssh_op *o = s->waiting;
+    s->waiting = o->next;
+    o->queued = 0;
+    o->status = OP_FAIL;
+    o->err = err;
+    session_adopt(s, o, 0);
+    orch_wake(&o->w);
+  }
+  s->sftp_owner = NULL;
+}
+
 /*
 ** Retry every waiting op. libssh2 reads whatever arrives for any channel
 ** while serving one op, so data for another may now sit in its buffers
 ** with nothing left on the socket to wake us: keep passing while anything
 ** moves.
 */
-static void drive (ssh_session *s) {
+static void ssh_drive (ssh_session *s) {
   int progress;
   do {
     ssh_op **pp = &s->waiting;
@@ -70,7 +129,8 @@ static void drive (ssh_session *s) {
       ssh_op *o = *pp;
       int r;
       o->moved = 0;
-      r = o->step(o);
+      if (s->broken == SSH_BROKEN) { o->err = SSH_ERR_BROKEN; r = OP_FAIL; }
+      else r = o->step(o);
       if (o->moved) progress = 1;
       if (r == OP_AGAIN) { pp = &o->next; continue; }
       *pp = o->next;
@@ -80,54 +140,67 @@ static void drive (ssh_session *s) {
       progress = 1;
       orch_wake(&o->w);
     }
-  } while (progress && s->waiting);
+    if (s->ndead && session_reap(s)) progress = 1;
+  } while (progress && (s->waiting || s->ndead));
   session_poll(s);
 }
 
 static void on_poll (uv_poll_t *h, int status, int events) {
   ssh_session *s = h->data;
   if (status < 0) {  /* the socket is gone: every waiting op fails */
-    while (s->waiting) {
-      ssh_op *o = s->waiting;
-      s->waiting = o->next;
-      o->queued = 0;
-      o->status = OP_FAIL;
-      o->err = LIBSSH2_ERROR_SOCKET_DISCONNECT;
-      orch_wake(&o->w);
-    }
-    s->sftp_owner = NULL;
+    session_fail_waiting(s, LIBSSH2_ERROR_SOCKET_DISCONNECT);
+    s->ndead = 0;     /* session_free frees them */
     session_poll(s);
     return;
   }
-  drive(s);
+  ssh_drive(s);
 }
 
-/* Listen for what libssh2 says it is blocked on (readable by default). */
+/*
+** Listen for what libssh2 says it is blocked on (readable by default).
+** Channels closing in the background keep polling but not the loop alive.
+*/
 static void session_poll (ssh_session *s) {
-  int events = 0, dirs;
+  int events = 0, dirs, rc;
   if (s->fd < 0) return;
-  if (s->waiting == NULL) { uv_poll_stop(&s->poll); return; }
+  if (s->waiting == NULL && s->ndead == 0) {
+    uv_poll_stop(&s->poll);   /* cannot fail */
+    return;
+  }
   dirs = s->s ? libssh2_session_block_directions(s->s) : 0;
   if (dirs & LIBSSH2_SESSION_BLOCK_INBOUND) events |= UV_READABLE;
   if (dirs & LIBSSH2_SESSION_BLOCK_OUTBOUND) events |= UV_WRITABLE;
-  if (s->waiting->phase < 0) events = UV_WRITABLE;  /* a TCP connect */
+  if (s->waiting && s->waiting->phase < 0) events = UV_WRITABLE;  /* a TCP connect */
   if (events == 0) events = UV_READABLE;
-  uv_poll_start(&s->poll, events, on_poll);
+  if ((rc = uv_poll_start(&s->poll, events, on_poll)) != 0) {
+    /* nothing would wake the waiting ops: they fail now, with the reason */
+    session_fail_waiting(s, SSH_ERRNO(-rc));
+    s->ndead = 0;
+    return;
+  }
+  if (s->waiting) uv_ref((uv_handle_t *)&s->poll);
+  else uv_unref((uv_handle_t *)&s->poll);
 }
 
-static void op_cancel (orch_wait *w) {
+void orch_ssh_op_cancel (orch_wait *w) {
   ssh_op *o = (ssh_op *)w;
-  ssh_op_unqueue(o);
-  ssh_op_free(o);
+  ssh_session *s = o->sess;
+  int queued = o->queued;
+  session_adopt(s, o, 1);   /* before unqueue: it asks who owns SFTP */
+  orch_ssh_op_unqueue(o);
+  orch_ssh_op_free(o);
+  if (queued) session_poll(s);
 }
 
-int ssh_op_run (lua_State *L, ssh_op *o, lua_KFunction k) {
+int orch_ssh_op_run (lua_State *L, ssh_op *o, lua_KFunction k) {
   ssh_session *s = o->sess;
-  int r = o->step(o);
+  int r;
+  if (s->broken == SSH_BROKEN) { o->err = SSH_ERR_BROKEN; r = OP_FAIL; }
+  else r = o->step(o);
   if (r != OP_AGAIN) {
     o->status = r;
     if (s->sftp_owner == o) s->sftp_owner = NULL;
-    if (s->waiting) drive(s);   /* our reads may have fed theirs */
+    if (s->waiting) ssh_drive(s);   /* our reads may have fed theirs */
     return k(L, LUA_OK, (lua_KContext)o);
   }
   o->queued = 1;
@@ -137,28 +210,28 @@ int ssh_op_run (lua_State *L, ssh_op *o, lua_KFunction k) {
     while (*pp) pp = &(*pp)->next;
     *pp = o;
   }
-  drive(s);   /* may finish o already: orch_await then calls k at once */
+  ssh_drive(s);   /* may finish o already: orch_await then calls k at once */
   return orch_await(L, &o->w, (lua_KContext)o, k);
 }
 
-ssh_op *ssh_op_new (lua_State *L, ssh_session *sess, ssh_step step) {
+ssh_op *orch_ssh_op_new (lua_State *L, ssh_session *sess, ssh_step step) {
   ssh_op *o = lua_newuserdatauv(L, sizeof *o, 0);
   memset(o, 0, sizeof *o);
   orch_wait_init(&o->w);
-  o->w.cancel = op_cancel;
+  o->w.cancel = orch_ssh_op_cancel;
   o->sess = sess;
   o->step = step;
   return o;
 }
 
-ssh_session *ssh_check (lua_State *L, int idx) {
+ssh_session *orch_ssh_check (lua_State *L, int idx) {
   ssh_session **box = luaL_checkudata(L, idx, SESSION_MT);
   if (*box == NULL || (*box)->s == NULL)
     luaL_error(L, "attempt to use a closed SSH session");
   return *box;
 }
 
-static const char *error_code (int err) {
+static const char *ssh_error_code (int err) {
   switch (err) {
     case LIBSSH2_ERROR_SOCKET_DISCONNECT: return "EDISCONNECTED";
     case LIBSSH2_ERROR_SOCKET_SEND: case LIBSSH2_ERROR_SOCKET_RECV: return "ESOCKET";
@@ -173,20 +246,22 @@ static const char *error_code (int err) {
   }
 }
 
-int ssh_op_fail (lua_State *L, ssh_op *o, const char *what) {
+int orch_ssh_op_fail (lua_State *L, ssh_op *o, const char *what) {
   const char *msg = NULL;
   if (o->err < 0 && o->err > -10000 && o->sess->s && o->err != LIBSSH2_ERROR_SOCKET_DISCONNECT)
     libssh2_session_last_error(o->sess->s, (char **)&msg, NULL, 0);
+  if (o->err == SSH_ERR_BROKEN || o->err == SSH_ERR_SFTP_BROKEN)
+    return orch_failmsg(L, "EBROKEN", "%s: %s: %s unusable after a cancelled operation; "
+                        "reconnect", o->sess->label, what,
+                        o->err == SSH_ERR_BROKEN ? "session" : "SFTP");
   if (o->err <= -10000)  /* -errno, offset so it can't be taken for libssh2's */
     return orch_failmsg(L, orch_errname(-o->err - 10000), "%s: %s: %s", o->sess->label, what,
                         strerror(-o->err - 10000));
   if (o->err == LIBSSH2_ERROR_SOCKET_DISCONNECT)
     msg = "connection closed";
-  return orch_failmsg(L, error_code(o->err), "%s: %s: %s", o->sess->label, what,
+  return orch_failmsg(L, ssh_error_code(o->err), "%s: %s: %s", o->sess->label, what,
                       msg && *msg ? msg : "failed");
 }
-
-#define ERRNO_ERR(e) (-10000 - (e))
 
 
 /* ---- resolving a name (uv_getaddrinfo: the loop never blocks on DNS) ---- */
@@ -217,7 +292,7 @@ static void resolve_cancel (orch_wait *w) {
   ((resolve_req *)w)->live = 0;  /* freed when libuv answers */
 }
 
-static int resolved (lua_State *L, int status, lua_KContext ctx) {
+static int ssh_resolved (lua_State *L, int status, lua_KContext ctx) {
   resolve_req *r = (resolve_req *)ctx;
   const char *name = lua_tostring(L, 1);
   int st = r->status;
@@ -252,7 +327,7 @@ static int ssh_resolve (lua_State *L) {
     free(r);
     return orch_failmsg(L, "ERESOLVE", "%s: cannot resolve: %s", name, uv_strerror(rc));
   }
-  return orch_await(L, &r->w, (lua_KContext)r, resolved);
+  return orch_await(L, &r->w, (lua_KContext)r, ssh_resolved);
 }
 
 
@@ -266,18 +341,43 @@ static void session_closed (uv_handle_t *h) {
   }
 }
 
-/* Ends the SSH conversation and frees it; the struct goes with its handles. */
+/* What libssh2 reads and writes once we have said goodbye: nothing, at
+** once, so that closing what is left never waits for the peer. */
+static ssize_t session_dead_recv (libssh2_socket_t fd, void *buf, size_t len, int flags,
+                                  void **abstract) {
+  return -ECONNRESET;
+}
+
+static ssize_t session_dead_send (libssh2_socket_t fd, const void *buf, size_t len, int flags,
+                                  void **abstract) {
+  return -ECONNRESET;
+}
+
+/*
+** Ends the SSH conversation and frees it; the struct goes with its handles.
+** Never waits: one non-blocking try at the goodbye (a peer that is gone
+** or slow does without), then libssh2 frees the channels, the SFTP
+** subsystem and the session over a socket that fails at once.
+*/
 static void session_shutdown (ssh_session *s) {
   if (s->s) {
-    /* a goodbye that may not wait long for a peer that is gone */
-    libssh2_session_set_blocking(s->s, 1);
-    libssh2_session_set_timeout(s->s, 1000);
-    if (s->sftp) libssh2_sftp_shutdown(s->sftp);
-    libssh2_session_disconnect(s->s, "orch: done");
-    libssh2_session_free(s->s);
+    libssh2_session_set_blocking(s->s, 0);
+    /* best effort: EAGAIN or an error both mean the peer does without */
+    (void)libssh2_session_disconnect(s->s, "orch: done");
+    libssh2_session_callback_set(s->s, LIBSSH2_CALLBACK_RECV, (void *)session_dead_recv);
+    libssh2_session_callback_set(s->s, LIBSSH2_CALLBACK_SEND, (void *)session_dead_send);
+    /* Each fails to send, frees and returns an error: the one result they
+    ** could have that matters, EAGAIN, needs I/O that can't block now. */
+    if (s->orphan) (void)libssh2_sftp_close_handle(s->orphan);
+    if (s->sftp) (void)libssh2_sftp_shutdown(s->sftp);
+    (void)libssh2_session_free(s->s);
     s->s = NULL;
     s->sftp = NULL;
+    s->orphan = NULL;
   }
+  free(s->dead);    /* session_free freed the channels */
+  s->dead = NULL;
+  s->ndead = s->capdead = 0;
   s->waiting = NULL;  /* their memory is Lua's: never touched again */
   if (s->fd >= 0) {
     uv_close((uv_handle_t *)&s->poll, session_closed);
@@ -287,7 +387,7 @@ static void session_shutdown (ssh_session *s) {
   }
 }
 
-static int step_connect (ssh_op *o) {
+static int ssh_step_connect (ssh_op *o) {
   ssh_session *s = o->sess;
   int rc;
   if (o->phase == -1) {             /* TCP connect in progress */
@@ -295,13 +395,13 @@ static int step_connect (ssh_op *o) {
     socklen_t len = sizeof soerr;
     getsockopt(s->fd, SOL_SOCKET, SO_ERROR, &soerr, &len);
     if (soerr == EINPROGRESS || soerr == EALREADY) return OP_AGAIN;
-    if (soerr != 0) { o->err = ERRNO_ERR(soerr); return OP_FAIL; }
+    if (soerr != 0) { o->err = SSH_ERRNO(soerr); return OP_FAIL; }
     {  /* still connecting? a zero-length send says */
       struct sockaddr_storage peer;
       socklen_t plen = sizeof peer;
       if (getpeername(s->fd, (struct sockaddr *)&peer, &plen) != 0) {
         if (errno == ENOTCONN) return OP_AGAIN;
-        o->err = ERRNO_ERR(errno);
+        o->err = SSH_ERRNO(errno);
         return OP_FAIL;
       }
     }
@@ -317,21 +417,21 @@ static int step_connect (ssh_op *o) {
 static void on_connect_timeout (uv_timer_t *t) {
   ssh_session *s = t->data;
   ssh_op *o = s->waiting;
-  if (o && o->step == step_connect) {
-    ssh_op_unqueue(o);
+  if (o && o->step == ssh_step_connect) {
+    orch_ssh_op_unqueue(o);
     o->status = OP_FAIL;
-    o->err = ERRNO_ERR(ETIMEDOUT);
+    o->err = SSH_ERRNO(ETIMEDOUT);
     orch_wake(&o->w);
     session_poll(s);
   }
 }
 
-static int connected (lua_State *L, int status, lua_KContext ctx) {
+static int ssh_connected (lua_State *L, int status, lua_KContext ctx) {
   ssh_op *o = (ssh_op *)ctx;
   ssh_session *s = o->sess;
-  uv_timer_stop(&s->timer);
+  uv_timer_stop(&s->timer);   /* cannot fail */
   if (o->status != OP_DONE) {
-    int n = ssh_op_fail(L, o, o->phase < 0 ? "cannot connect" : "SSH handshake failed");
+    int n = orch_ssh_op_fail(L, o, o->phase < 0 ? "cannot connect" : "SSH handshake failed");
     session_shutdown(s);
     *(ssh_session **)lua_touserdata(L, 4) = NULL;
     return n;
@@ -352,7 +452,7 @@ static int ssh_session_new (lua_State *L) {
   socklen_t salen;
   ssh_session **box, *s;
   ssh_op *o;
-  int one = 1, idle = 30, intvl = 10, cnt = 3;
+  int one = 1, idle = 30, intvl = 10, cnt = 3, rc;
   lua_settop(L, 3);
   memset(&sa, 0, sizeof sa);
   if (inet_pton(AF_INET, addr, &((struct sockaddr_in *)&sa)->sin_addr) == 1) {
@@ -377,31 +477,49 @@ static int ssh_session_new (lua_State *L) {
     snprintf(label, sizeof label, "%s:%d", addr, port);
     s->label = strdup(label);
   }
-  *box = s;
+  if (s->label == NULL) { free(s); return luaL_error(L, "out of memory"); }
   s->fd = socket(sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (s->fd < 0) { int e = errno; free((char *)s->label); free(s); *box = NULL; return orch_fail(L, addr, e); }
+  if (s->fd < 0) { int e = errno; free((char *)s->label); free(s); return orch_fail(L, addr, e); }
   setsockopt(s->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   /* a peer that vanishes is noticed in about a minute, not never */
   setsockopt(s->fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
   setsockopt(s->fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle);
   setsockopt(s->fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof intvl);
   setsockopt(s->fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof cnt);
-  uv_poll_init(orch_uv(), &s->poll, s->fd);
-  uv_timer_init(orch_uv(), &s->timer);
-  s->poll.data = s->timer.data = s;
+  if ((rc = uv_timer_init(orch_uv(), &s->timer)) != 0) {
+    close(s->fd);
+    free((char *)s->label);
+    free(s);
+    return orch_failmsg(L, orch_errname(-rc), "%s: cannot start a timer: %s", addr,
+                        uv_strerror(rc));
+  }
+  s->timer.data = s;
+  s->handles = 1;
+  if ((rc = uv_poll_init(orch_uv(), &s->poll, s->fd)) != 0) {
+    close(s->fd);
+    uv_close((uv_handle_t *)&s->timer, session_closed);   /* frees s */
+    return orch_failmsg(L, orch_errname(-rc), "%s: cannot poll the socket: %s", addr,
+                        uv_strerror(rc));
+  }
+  s->poll.data = s;
   s->handles = 2;
+  *box = s;
   s->s = libssh2_session_init();
   if (s->s == NULL) { session_shutdown(s); *box = NULL; return luaL_error(L, "out of memory"); }
   libssh2_session_set_blocking(s->s, 0);
-  o = ssh_op_new(L, s, step_connect);             /* [addr, port, t, box, op] */
+  o = orch_ssh_op_new(L, s, ssh_step_connect);             /* [addr, port, t, box, op] */
   o->phase = -1;
   if (connect(s->fd, (struct sockaddr *)&sa, salen) != 0 && errno != EINPROGRESS) {
-    o->err = ERRNO_ERR(errno);
+    o->err = SSH_ERRNO(errno);
     o->status = OP_FAIL;
-    return connected(L, LUA_OK, (lua_KContext)o);
+    return ssh_connected(L, LUA_OK, (lua_KContext)o);
   }
-  uv_timer_start(&s->timer, on_connect_timeout, (uint64_t)(timeout * 1000), 0);
-  return ssh_op_run(L, o, connected);
+  if ((rc = uv_timer_start(&s->timer, on_connect_timeout, (uint64_t)(timeout * 1000), 0)) != 0) {
+    o->err = SSH_ERRNO(-rc);
+    o->status = OP_FAIL;
+    return ssh_connected(L, LUA_OK, (lua_KContext)o);
+  }
+  return orch_ssh_op_run(L, o, ssh_connected);
 }
 
 
@@ -409,7 +527,7 @@ static int ssh_session_new (lua_State *L) {
 
 enum { EX_OPEN, EX_EXEC, EX_IO, EX_CLOSE, EX_FREE };
 
-static int drain (ssh_op *o, int ext) {
+static int ssh_drain (ssh_op *o, int ext) {
   char buf[READ_CHUNK];
   for (;;) {
     ssize_t n = ext ? libssh2_channel_read_stderr(o->ch, buf, sizeof buf)
@@ -418,14 +536,21 @@ static int drain (ssh_op *o, int ext) {
     if (n < 0) { o->err = (int)n; return OP_FAIL; }
     if (n == 0) return OP_DONE;
     o->moved = 1;
-    if (!ssh_buf_add(ext ? &o->err_out : &o->out, buf, (size_t)n)) {
+    if (!orch_ssh_buf_add(ext ? &o->err_out : &o->out, buf, (size_t)n)) {
       o->err = LIBSSH2_ERROR_ALLOC;
       return OP_FAIL;
     }
   }
 }
 
-static int step_exec (ssh_op *o) {
+/* A failure once the channel is open: it is still closed and freed. */
+static int ssh_exec_abort (ssh_op *o, int err) {
+  o->err = err;
+  o->phase = EX_FREE;
+  return ssh_step_exec(o);
+}
+
+static int ssh_step_exec (ssh_op *o) {
   LIBSSH2_SESSION *ss = o->sess->s;
   int rc;
   switch (o->phase) {
@@ -444,7 +569,7 @@ static int step_exec (ssh_op *o) {
     case EX_EXEC:
       rc = libssh2_channel_exec(o->ch, o->a);
       if (rc == LIBSSH2_ERROR_EAGAIN) return OP_AGAIN;
-      if (rc != 0) { o->err = rc; o->phase = EX_CLOSE; return step_exec(o); }
+      if (rc != 0) return ssh_exec_abort(o, rc);
       o->phase = EX_IO;
       o->moved = 1;
       /* fall through */
@@ -453,33 +578,35 @@ static int step_exec (ssh_op *o) {
       while (o->data && o->off < o->len) {   /* stdin, as the window allows */
         ssize_t n = libssh2_channel_write(o->ch, o->data + o->off, o->len - o->off);
         if (n == LIBSSH2_ERROR_EAGAIN) break;
-        if (n < 0) { o->err = (int)n; return OP_FAIL; }
+        if (n < 0) return ssh_exec_abort(o, (int)n);
         o->off += (size_t)n;
         o->moved = 1;
       }
       if (o->data && o->off == o->len) {
         rc = libssh2_channel_send_eof(o->ch);
         if (rc == 0) o->data = NULL;
-        else if (rc != LIBSSH2_ERROR_EAGAIN) { o->err = rc; return OP_FAIL; }
+        else if (rc != LIBSSH2_ERROR_EAGAIN) return ssh_exec_abort(o, rc);
       }
-      r1 = drain(o, 0);
-      r2 = drain(o, 1);
-      if (r1 == OP_FAIL || r2 == OP_FAIL) return OP_FAIL;
+      r1 = ssh_drain(o, 0);
+      r2 = ssh_drain(o, 1);
+      if (r1 == OP_FAIL || r2 == OP_FAIL) return ssh_exec_abort(o, o->err);
       if (!libssh2_channel_eof(o->ch) || o->data) return OP_AGAIN;
       o->phase = EX_CLOSE;
     }
       /* fall through */
     case EX_CLOSE:
       rc = libssh2_channel_close(o->ch);
+      if (rc == 0) rc = libssh2_channel_wait_closed(o->ch);
       if (rc == LIBSSH2_ERROR_EAGAIN) return OP_AGAIN;
-      rc = libssh2_channel_wait_closed(o->ch);
-      if (rc == LIBSSH2_ERROR_EAGAIN) return OP_AGAIN;
+      /* no exit status without the close: a gone peer is no exit 0 */
+      if (rc != 0) return ssh_exec_abort(o, rc);
       o->code = libssh2_channel_get_exit_status(o->ch);
-      libssh2_channel_get_exit_signal(o->ch, &o->signame, NULL, NULL, NULL, NULL, NULL);
+      rc = libssh2_channel_get_exit_signal(o->ch, &o->signame, NULL, NULL, NULL, NULL, NULL);
+      if (rc != 0) return ssh_exec_abort(o, rc);
       o->phase = EX_FREE;
       /* fall through */
     case EX_FREE:
-      rc = libssh2_channel_free(o->ch);
+      rc = libssh2_channel_free(o->ch);   /* 0 or EAGAIN: it frees whatever the close did */
       if (rc == LIBSSH2_ERROR_EAGAIN) return OP_AGAIN;
       o->ch = NULL;
       return o->err ? OP_FAIL : OP_DONE;
@@ -487,11 +614,11 @@ static int step_exec (ssh_op *o) {
   return OP_FAIL;
 }
 
-static int executed (lua_State *L, int status, lua_KContext ctx) {
+static int ssh_executed (lua_State *L, int status, lua_KContext ctx) {
   ssh_op *o = (ssh_op *)ctx;
   if (o->status != OP_DONE) {
-    int n = ssh_op_fail(L, o, "exec failed");
-    ssh_op_free(o);
+    int n = orch_ssh_op_fail(L, o, "exec failed");
+    orch_ssh_op_free(o);
     return n;
   }
   lua_createtable(L, 0, 4);
@@ -506,7 +633,7 @@ static int executed (lua_State *L, int status, lua_KContext ctx) {
   lua_setfield(L, -2, "stdout");
   lua_pushlstring(L, o->err_out.data ? o->err_out.data : "", o->err_out.len);
   lua_setfield(L, -2, "stderr");
-  ssh_op_free(o);
+  orch_ssh_op_free(o);
   return 1;
 }
 
@@ -517,40 +644,47 @@ static int executed (lua_State *L, int status, lua_KContext ctx) {
 ** channel closes.
 */
 static int ssh_exec (lua_State *L) {
-  ssh_session *s = ssh_check(L, 1);
+  ssh_session *s = orch_ssh_check(L, 1);
   ssh_op *o;
   luaL_checkstring(L, 2);
   luaL_optstring(L, 3, NULL);
   lua_settop(L, 4);
-  o = ssh_op_new(L, s, step_exec);
+  o = orch_ssh_op_new(L, s, ssh_step_exec);
   o->a = lua_tostring(L, 2);
   o->data = lua_tolstring(L, 3, &o->len);
   if (o->data == NULL && !lua_toboolean(L, 4)) o->data = "";
-  return ssh_op_run(L, o, executed);
+  return orch_ssh_op_run(L, o, ssh_executed);
 }
 
 
 /* ---- the session object ---- */
 
+/* A keepalive that can't be sent (the peer is gone) stops the timer: the
+** next operation meets the same error and reports it. */
 static void on_keepalive (uv_timer_t *t) {
   ssh_session *s = t->data;
-  int next = 0;
-  if (s->s) libssh2_keepalive_send(s->s, &next);
+  int next = 0, rc = s->s ? libssh2_keepalive_send(s->s, &next) : 0;
+  if (rc != 0 && rc != LIBSSH2_ERROR_EAGAIN) uv_timer_stop(t);   /* cannot fail */
 }
 
 /* sess:keepalive(seconds): protocol keepalives while the session idles */
 static int ssh_keepalive (lua_State *L) {
-  ssh_session *s = ssh_check(L, 1);
-  int secs = (int)luaL_checkinteger(L, 2);
+  ssh_session *s = orch_ssh_check(L, 1);
+  lua_Integer secs = luaL_checkinteger(L, 2);
+  int rc;
+  luaL_argcheck(L, secs > 0 && secs <= 86400, 2, "seconds must be 1..86400");
   libssh2_keepalive_config(s->s, 0, (unsigned)secs);
-  uv_timer_start(&s->timer, on_keepalive, (uint64_t)secs * 1000, (uint64_t)secs * 1000);
+  rc = uv_timer_start(&s->timer, on_keepalive, (uint64_t)secs * 1000, (uint64_t)secs * 1000);
+  if (rc != 0)
+    return orch_failmsg(L, orch_errname(-rc), "%s: keepalive: %s", s->label, uv_strerror(rc));
   uv_unref((uv_handle_t *)&s->timer);  /* keeps nothing alive */
-  return 0;
+  lua_pushboolean(L, 1);
+  return 1;
 }
 
 /* sess:stats() -> { channels, sftp_ops }: what each host cost */
 static int ssh_stats (lua_State *L) {
-  ssh_session *s = ssh_check(L, 1);
+  ssh_session *s = orch_ssh_check(L, 1);
   lua_createtable(L, 0, 2);
   lua_pushinteger(L, s->channels);
   lua_setfield(L, -2, "channels");
@@ -571,23 +705,17 @@ static int ssh_gc (lua_State *L) {
 }
 
 /* What the ops a close cut short point at: the real one is freed first. */
-static ssh_session closed_session = { NULL, -1, {0}, {0}, 0, NULL, NULL, NULL,
-                                      "closed session", 0, 0 };
+static ssh_session closed_session = { .fd = -1, .label = "closed session" };
 
 /* sess:close(): operations other tasks still wait on fail, not hang */
 static int ssh_close (lua_State *L) {
   ssh_session **box = luaL_checkudata(L, 1, SESSION_MT);
   ssh_session *s = *box;
+  ssh_op *o;
   if (s == NULL) return 0;
-  while (s->waiting) {
-    ssh_op *o = s->waiting;
-    s->waiting = o->next;
-    o->queued = 0;
-    o->status = OP_FAIL;
-    o->err = LIBSSH2_ERROR_SOCKET_DISCONNECT;
-    o->sess = &closed_session;
-    orch_wake(&o->w);
-  }
+  for (o = s->waiting; o; o = o->next) o->sess = &closed_session;
+  /* their channels and handles go with the session, now */
+  session_fail_waiting(s, LIBSSH2_ERROR_SOCKET_DISCONNECT);
   return ssh_gc(L);
 }
 
@@ -610,7 +738,7 @@ static const luaL_Reg ssh_funcs[] = {
 };
 
 int luaopen_orch_core_ssh (lua_State *L) {
-  libssh2_init(0);
+  if (libssh2_init(0) != 0) return luaL_error(L, "orch.core.ssh: libssh2 failed to initialise");
   orch_newclass(L, SESSION_MT, session_meta, session_methods);
   luaL_getmetatable(L, SESSION_MT);        /* [mt] */
   lua_getfield(L, -1, "__index");          /* [mt, methods] */

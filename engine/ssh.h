@@ -14,6 +14,14 @@
 
 enum { OP_DONE, OP_AGAIN, OP_FAIL };
 
+/* ssh_op.err values of our own, below libssh2's codes and -errno's */
+#define SSH_ERR_BROKEN (-20000)        /* the session is unusable */
+#define SSH_ERR_SFTP_BROKEN (-20001)   /* its SFTP channel is */
+#define SSH_ERRNO(e) (-10000 - (e))    /* an errno, offset from libssh2's */
+
+/* ssh_session.broken: what a cancelled operation left mid-conversation */
+enum { SSH_USABLE, SSH_SFTP_BROKEN, SSH_BROKEN };
+
 typedef struct ssh_op ssh_op;
 typedef struct ssh_session ssh_session;
 
@@ -36,6 +44,7 @@ struct ssh_op {
   ssh_step step;
   ssh_op *next;             /* in sess->waiting */
   int queued;
+  int sftp;                 /* an SFTP op: takes turns on sess->sftp */
   int status;               /* OP_DONE or OP_FAIL once finished */
   int err;                  /* libssh2 error code (or -errno) on failure */
   int sftp_err;             /* SFTP status code when err is SFTP_PROTOCOL */
@@ -49,7 +58,7 @@ struct ssh_op {
   LIBSSH2_CHANNEL *ch;
   LIBSSH2_SFTP_HANDLE *fh;
   LIBSSH2_SFTP_ATTRIBUTES attrs;
-  ssh_buf out, err_out;     /* malloc'd; freed by ssh_op_free */
+  ssh_buf out, err_out;     /* malloc'd; freed by orch_ssh_op_free */
   int code;                 /* exit status */
   char *signame;            /* exit signal, malloc'd by libssh2 */
 };
@@ -65,22 +74,28 @@ struct ssh_session {
   LIBSSH2_SFTP *sftp;
   const char *label;        /* "host:port" for messages, malloc'd */
   lua_Integer channels, sftp_ops;  /* counters: round trips, roughly */
+  int broken;               /* SSH_USABLE, SSH_SFTP_BROKEN or SSH_BROKEN */
+  LIBSSH2_CHANNEL **dead;   /* cancelled execs' channels, closing; malloc'd */
+  int ndead, capdead;
+  LIBSSH2_SFTP_HANDLE *orphan;  /* a cut-short SFTP op's handle, for shutdown */
 };
 
 /* Runs o: at once if it can, else waits (yield or loop) and then k. */
-int ssh_op_run (lua_State *L, ssh_op *o, lua_KFunction k);
+int orch_ssh_op_run (lua_State *L, ssh_op *o, lua_KFunction k);
 /* [..] -> [.., op]: a zeroed op for the session at stack index 1. */
-ssh_op *ssh_op_new (lua_State *L, ssh_session *sess, ssh_step step);
-void ssh_op_free (ssh_op *o);
+ssh_op *orch_ssh_op_new (lua_State *L, ssh_session *sess, ssh_step step);
+void orch_ssh_op_free (ssh_op *o);
 /* Takes o off its session's queue (when a waiting task is cancelled). */
-void ssh_op_unqueue (ssh_op *o);
+void orch_ssh_op_unqueue (ssh_op *o);
+/* An op's cancel hook: what o leaves in libssh2 goes to its session. */
+void orch_ssh_op_cancel (orch_wait *w);
 /* The fail tuple for an op that failed: nil, "host: what: why", CODE. */
-int ssh_op_fail (lua_State *L, ssh_op *o, const char *what);
-ssh_session *ssh_check (lua_State *L, int idx);
-int ssh_buf_add (ssh_buf *b, const char *data, size_t n);
+int orch_ssh_op_fail (lua_State *L, ssh_op *o, const char *what);
+ssh_session *orch_ssh_check (lua_State *L, int idx);
+int orch_ssh_buf_add (ssh_buf *b, const char *data, size_t n);
 
 /* SFTP requests run one at a time per session: take the channel, or wait. */
-int ssh_sftp_acquire (ssh_op *o);
+int orch_ssh_sftp_acquire (ssh_op *o);
 
 void orch_ssh_sftp_methods (lua_State *L);
 void orch_ssh_auth_methods (lua_State *L);

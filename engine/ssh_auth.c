@@ -4,7 +4,9 @@
 ** shows it), and authentication by key file, password or ssh-agent, each
 ** step driven by the event loop like any other operation.
 */
+#include <errno.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <openssl/evp.h>
 
@@ -12,7 +14,7 @@
 
 /* ---- host keys ---- */
 
-static const char *key_type_name (int type) {
+static const char *ssh_key_type_name (int type) {
   switch (type) {
     case LIBSSH2_HOSTKEY_TYPE_RSA: return "ssh-rsa";
     case LIBSSH2_HOSTKEY_TYPE_DSS: return "ssh-dss";
@@ -26,7 +28,7 @@ static const char *key_type_name (int type) {
   }
 }
 
-static int knownhost_key_bits (int type) {
+static int ssh_knownhost_key_bits (int type) {
   switch (type) {
     case LIBSSH2_HOSTKEY_TYPE_RSA: return LIBSSH2_KNOWNHOST_KEY_SSHRSA;
     case LIBSSH2_HOSTKEY_TYPE_DSS: return LIBSSH2_KNOWNHOST_KEY_SSHDSS;
@@ -41,7 +43,7 @@ static int knownhost_key_bits (int type) {
 }
 
 /* [..] -> [.., "SHA256:base64"] of a raw key blob, as ssh-keygen -l shows */
-static void push_fingerprint (lua_State *L, const unsigned char *key, size_t len) {
+static void ssh_push_fingerprint (lua_State *L, const unsigned char *key, size_t len) {
   unsigned char md[32], b64[48];
   unsigned int mdlen = 0;
   int n;
@@ -59,7 +61,7 @@ static void push_fingerprint (lua_State *L, const unsigned char *key, size_t len
 ** The message of a changed key shows both fingerprints.
 */
 static int ssh_check_host_key (lua_State *L) {
-  ssh_session *s = ssh_check(L, 1);
+  ssh_session *s = orch_ssh_check(L, 1);
   const char *file = luaL_checkstring(L, 2);
   const char *host = luaL_checkstring(L, 3);
   int port = (int)luaL_checkinteger(L, 4);
@@ -72,9 +74,21 @@ static int ssh_check_host_key (lua_State *L) {
   if (key == NULL) return orch_failmsg(L, "EHOSTKEY", "%s: the server sent no host key", s->label);
   kh = libssh2_knownhost_init(s->s);
   if (kh == NULL) return luaL_error(L, "out of memory");
-  libssh2_knownhost_readfile(kh, file, LIBSSH2_KNOWNHOST_FILE_OPENSSH);  /* missing: empty */
-  mask = LIBSSH2_KNOWNHOST_TYPE_PLAIN | LIBSSH2_KNOWNHOST_KEYENC_RAW | knownhost_key_bits(type);
+  /* A missing file is an empty one. One libssh2 can't parse (an
+  ** @cert-authority line) is used as far as it could read, as OpenSSH skips
+  ** lines it doesn't understand: a host below is then unknown, not trusted. */
+  rc = libssh2_knownhost_readfile(kh, file, LIBSSH2_KNOWNHOST_FILE_OPENSSH);
+  if (rc == LIBSSH2_ERROR_FILE && access(file, F_OK) == 0 && access(file, R_OK) != 0) {
+    int err = errno;
+    libssh2_knownhost_free(kh);
+    return orch_fail(L, file, err);
+  }
+  mask = LIBSSH2_KNOWNHOST_TYPE_PLAIN | LIBSSH2_KNOWNHOST_KEYENC_RAW | ssh_knownhost_key_bits(type);
   rc = libssh2_knownhost_checkp(kh, host, port, key, len, mask, &entry);
+  if (rc == LIBSSH2_KNOWNHOST_CHECK_FAILURE) {
+    libssh2_knownhost_free(kh);
+    return orch_failmsg(L, "EHOSTKEY", "%s: cannot check the host key against %s", s->label, file);
+  }
   if (rc == LIBSSH2_KNOWNHOST_CHECK_MATCH) {
     libssh2_knownhost_free(kh);
     lua_pushliteral(L, "match");
@@ -87,16 +101,16 @@ static int ssh_check_host_key (lua_State *L) {
                                                   (int)strlen(entry->key)) : -1;
     size_t klen = strlen(entry && entry->key ? entry->key : "");
     luaL_pushfail(L);
-    push_fingerprint(L, (const unsigned char *)key, len);   /* [nil, offered] */
+    ssh_push_fingerprint(L, (const unsigned char *)key, len);   /* [nil, offered] */
     if (n > 0) {
       while (klen > 0 && entry->key[klen - 1] == '=') { n--; klen--; }  /* padding decodes to 0s */
-      push_fingerprint(L, blob, (size_t)n);
+      ssh_push_fingerprint(L, blob, (size_t)n);
     } else {
       lua_pushliteral(L, "(unreadable)");
     }                                                       /* [nil, offered, known] */
     lua_pushfstring(L, "%s: HOST KEY CHANGED: the server offers %s key %s, but %s has %s for "
                     "this host; refusing to connect (if the change is expected, remove the old "
-                    "entry: ssh-keygen -R '[%s]:%d' -f %s)", s->label, key_type_name(type),
+                    "entry: ssh-keygen -R '[%s]:%d' -f %s)", s->label, ssh_key_type_name(type),
                     lua_tostring(L, -2), file, lua_tostring(L, -1), host, port, file);
     lua_replace(L, -3);
     lua_pop(L, 1);
@@ -107,9 +121,9 @@ static int ssh_check_host_key (lua_State *L) {
   if (!accept_new) {
     libssh2_knownhost_free(kh);
     luaL_pushfail(L);
-    push_fingerprint(L, (const unsigned char *)key, len);
+    ssh_push_fingerprint(L, (const unsigned char *)key, len);
     lua_pushfstring(L, "%s: unknown host key (%s %s) not in %s; add it (ssh-keyscan -p %d %s >> %s) "
-                    "or set host_key_checking = \"accept-new\"", s->label, key_type_name(type),
+                    "or set host_key_checking = \"accept-new\"", s->label, ssh_key_type_name(type),
                     lua_tostring(L, -1), file, port, host, file);
     lua_remove(L, -2);
     lua_pushliteral(L, "EHOSTKEY_UNKNOWN");
@@ -129,7 +143,11 @@ static int ssh_check_host_key (lua_State *L) {
     if (rc != 0) return orch_failmsg(L, "EHOSTKEY", "%s: cannot record the host key", s->label);
     f = fopen(file, "ae");
     if (f == NULL) return orch_fail(L, file, errno);
-    fwrite(line, 1, outlen, f);
+    if (fwrite(line, 1, outlen, f) != outlen) {
+      int err = errno;
+      fclose(f);
+      return orch_fail(L, file, err);
+    }
     if (fclose(f) != 0) return orch_fail(L, file, errno);
     lua_pushliteral(L, "added");
     return 1;
@@ -138,23 +156,23 @@ static int ssh_check_host_key (lua_State *L) {
 
 /* sess:host_key() -> type name, fingerprint */
 static int ssh_host_key (lua_State *L) {
-  ssh_session *s = ssh_check(L, 1);
+  ssh_session *s = orch_ssh_check(L, 1);
   size_t len;
   int type;
   const char *key = libssh2_session_hostkey(s->s, &len, &type);
   if (key == NULL) return 0;
-  lua_pushstring(L, key_type_name(type));
-  push_fingerprint(L, (const unsigned char *)key, len);
+  lua_pushstring(L, ssh_key_type_name(type));
+  ssh_push_fingerprint(L, (const unsigned char *)key, len);
   return 2;
 }
 
 
 /* ---- authentication ---- */
 
-static int step_auth_list (ssh_op *o) {
+static int ssh_step_auth_list (ssh_op *o) {
   char *list = libssh2_userauth_list(o->sess->s, o->a, (unsigned int)strlen(o->a));
   if (list) {
-    ssh_buf_add(&o->out, list, strlen(list));
+    if (!orch_ssh_buf_add(&o->out, list, strlen(list))) { o->err = LIBSSH2_ERROR_ALLOC; return OP_FAIL; }
     return OP_DONE;
   }
   if (libssh2_userauth_authenticated(o->sess->s)) return OP_DONE;  /* "none" worked */
@@ -163,10 +181,10 @@ static int step_auth_list (ssh_op *o) {
   return OP_FAIL;
 }
 
-static int auth_listed (lua_State *L, int status, lua_KContext ctx) {
+static int ssh_auth_listed (lua_State *L, int status, lua_KContext ctx) {
   ssh_op *o = (ssh_op *)ctx;
   int n;
-  if (o->status != OP_DONE) { n = ssh_op_fail(L, o, "cannot list auth methods"); ssh_op_free(o); return n; }
+  if (o->status != OP_DONE) { n = orch_ssh_op_fail(L, o, "cannot list auth methods"); orch_ssh_op_free(o); return n; }
   lua_newtable(L);
   if (o->out.len > 0) {
     char *p = o->out.data, *end = o->out.data + o->out.len;
@@ -179,22 +197,22 @@ static int auth_listed (lua_State *L, int status, lua_KContext ctx) {
       p += l + 1;
     }
   }
-  ssh_op_free(o);
+  orch_ssh_op_free(o);
   return 1;
 }
 
 /* sess:auth_methods(user) -> { "publickey", "password", ... } ({} if "none" let us in) */
 static int ssh_auth_methods (lua_State *L) {
-  ssh_session *s = ssh_check(L, 1);
+  ssh_session *s = orch_ssh_check(L, 1);
   ssh_op *o;
   luaL_checkstring(L, 2);
   lua_settop(L, 2);
-  o = ssh_op_new(L, s, step_auth_list);
+  o = orch_ssh_op_new(L, s, ssh_step_auth_list);
   o->a = lua_tostring(L, 2);
-  return ssh_op_run(L, o, auth_listed);
+  return orch_ssh_op_run(L, o, ssh_auth_listed);
 }
 
-static int step_auth_key (ssh_op *o) {
+static int ssh_step_auth_key (ssh_op *o) {
   int rc = libssh2_userauth_publickey_fromfile_ex(o->sess->s, o->a, (unsigned int)strlen(o->a),
                                                   NULL, o->b, o->data);
   if (rc == LIBSSH2_ERROR_EAGAIN) return OP_AGAIN;
@@ -202,7 +220,7 @@ static int step_auth_key (ssh_op *o) {
   return rc == 0 ? OP_DONE : OP_FAIL;
 }
 
-static int step_auth_password (ssh_op *o) {
+static int ssh_step_auth_password (ssh_op *o) {
   int rc = libssh2_userauth_password_ex(o->sess->s, o->a, (unsigned int)strlen(o->a),
                                         o->data, (unsigned int)o->len, NULL);
   if (rc == LIBSSH2_ERROR_EAGAIN) return OP_AGAIN;
@@ -210,38 +228,38 @@ static int step_auth_password (ssh_op *o) {
   return rc == 0 ? OP_DONE : OP_FAIL;
 }
 
-static int authed (lua_State *L, int status, lua_KContext ctx) {
+static int ssh_authed (lua_State *L, int status, lua_KContext ctx) {
   ssh_op *o = (ssh_op *)ctx;
   if (o->status == OP_DONE) { lua_pushboolean(L, 1); return 1; }
-  return ssh_op_fail(L, o, "authentication failed");
+  return orch_ssh_op_fail(L, o, "authentication failed");
 }
 
 /* sess:auth_key(user, private_key_path [, passphrase]) -> true | fail */
 static int ssh_auth_key (lua_State *L) {
-  ssh_session *s = ssh_check(L, 1);
+  ssh_session *s = orch_ssh_check(L, 1);
   ssh_op *o;
   luaL_checkstring(L, 2);
   luaL_checkstring(L, 3);
   luaL_optstring(L, 4, NULL);
   lua_settop(L, 4);
-  o = ssh_op_new(L, s, step_auth_key);
+  o = orch_ssh_op_new(L, s, ssh_step_auth_key);
   o->a = lua_tostring(L, 2);
   o->b = lua_tostring(L, 3);
   o->data = lua_tostring(L, 4);
-  return ssh_op_run(L, o, authed);
+  return orch_ssh_op_run(L, o, ssh_authed);
 }
 
 /* sess:auth_password(user, password) -> true | fail */
 static int ssh_auth_password (lua_State *L) {
-  ssh_session *s = ssh_check(L, 1);
+  ssh_session *s = orch_ssh_check(L, 1);
   ssh_op *o;
   luaL_checkstring(L, 2);
   luaL_checkstring(L, 3);
   lua_settop(L, 3);
-  o = ssh_op_new(L, s, step_auth_password);
+  o = orch_ssh_op_new(L, s, ssh_step_auth_password);
   o->a = lua_tostring(L, 2);
   o->data = lua_tolstring(L, 3, &o->len);
-  return ssh_op_run(L, o, authed);
+  return orch_ssh_op_run(L, o, ssh_authed);
 }
 
 /*
@@ -254,7 +272,7 @@ typedef struct agent_op {
   struct libssh2_agent_publickey *id;
 } agent_op;
 
-static int step_auth_agent (ssh_op *o) {
+static int ssh_step_auth_agent (ssh_op *o) {
   agent_op *a = (agent_op *)o;
   while (a->id) {
     int rc = libssh2_agent_userauth(a->agent, o->a, a->id);
@@ -267,24 +285,28 @@ static int step_auth_agent (ssh_op *o) {
   return OP_FAIL;
 }
 
+/* The agent's socket is local: a failed goodbye to it changes nothing. */
+static void agent_release (agent_op *a) {
+  (void)libssh2_agent_disconnect(a->agent);
+  libssh2_agent_free(a->agent);
+}
+
 static int agent_authed (lua_State *L, int status, lua_KContext ctx) {
   agent_op *a = (agent_op *)ctx;
-  libssh2_agent_disconnect(a->agent);
-  libssh2_agent_free(a->agent);
+  agent_release(a);
   if (a->op.status == OP_DONE) { lua_pushboolean(L, 1); return 1; }
-  return ssh_op_fail(L, &a->op, "the agent's keys were refused");
+  return orch_ssh_op_fail(L, &a->op, "the agent's keys were refused");
 }
 
 static void agent_cancel (orch_wait *w) {
   agent_op *a = (agent_op *)w;
-  ssh_op_unqueue(&a->op);
-  libssh2_agent_disconnect(a->agent);
-  libssh2_agent_free(a->agent);
+  orch_ssh_op_cancel(w);   /* the session's auth state is cut short too */
+  agent_release(a);
 }
 
 /* sess:auth_agent(user) -> true | fail (no agent, no keys, or refused) */
 static int ssh_auth_agent (lua_State *L) {
-  ssh_session *s = ssh_check(L, 1);
+  ssh_session *s = orch_ssh_check(L, 1);
   agent_op *a;
   luaL_checkstring(L, 2);
   lua_settop(L, 2);
@@ -293,16 +315,16 @@ static int ssh_auth_agent (lua_State *L) {
   orch_wait_init(&a->op.w);
   a->op.w.cancel = agent_cancel;
   a->op.sess = s;
-  a->op.step = step_auth_agent;
+  a->op.step = ssh_step_auth_agent;
   a->op.a = lua_tostring(L, 2);
   a->agent = libssh2_agent_init(s->s);
   if (a->agent == NULL) return luaL_error(L, "out of memory");
   if (libssh2_agent_connect(a->agent) != 0 || libssh2_agent_list_identities(a->agent) != 0 ||
       libssh2_agent_get_identity(a->agent, &a->id, NULL) != 0) {
-    libssh2_agent_free(a->agent);
+    agent_release(a);
     return orch_failmsg(L, "ENOAGENT", "%s: no ssh-agent with keys (SSH_AUTH_SOCK)", s->label);
   }
-  return ssh_op_run(L, &a->op, agent_authed);
+  return orch_ssh_op_run(L, &a->op, agent_authed);
 }
 
 /* [methods] -> [methods]: adds host key and authentication methods */

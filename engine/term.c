@@ -19,7 +19,7 @@
 
 #include "orch.h"
 
-static int stream_fd (lua_State *L, int arg) {
+static int term_stream_fd (lua_State *L, int arg) {
   static const char *const names[] = {"stdin", "stdout", "stderr", NULL};
   if (lua_isinteger(L, arg)) return (int)lua_tointeger(L, arg);
   return luaL_checkoption(L, arg, "stdout", names);
@@ -27,14 +27,14 @@ static int stream_fd (lua_State *L, int arg) {
 
 /* term.isatty([stream]) -> boolean; stream "stdout" (default) or an fd */
 static int term_isatty (lua_State *L) {
-  lua_pushboolean(L, isatty(stream_fd(L, 1)));
+  lua_pushboolean(L, isatty(term_stream_fd(L, 1)));
   return 1;
 }
 
 /* term.size([stream]) -> columns, rows; nil when it is not a terminal */
 static int term_size (lua_State *L) {
   struct winsize ws;
-  if (ioctl(stream_fd(L, 1), TIOCGWINSZ, &ws) != 0 || ws.ws_col == 0) {
+  if (ioctl(term_stream_fd(L, 1), TIOCGWINSZ, &ws) != 0 || ws.ws_col == 0) {
     lua_pushnil(L);
     return 1;
   }
@@ -82,9 +82,9 @@ static volatile sig_atomic_t caught; /* SIGINT or SIGTERM while reading */
 
 static void on_read_signal (int signum) { caught = signum; }
 
-static char *prompt_of (EditLine *e) { return editor_prompt; }
+static char *term_prompt_of (EditLine *e) { return editor_prompt; }
 
-static History *history_get (void) {
+static History *term_history_get (void) {
   if (history_list == NULL) {
     HistEvent ev;
     history_list = history_init();
@@ -96,15 +96,15 @@ static History *history_get (void) {
 }
 
 /* Made once, for good: the process ends with the REPL. */
-static EditLine *editor_get (void) {
+static EditLine *term_editor_get (void) {
   if (editor == NULL) {
     setlocale(LC_CTYPE, "");   /* edit UTF-8 as characters, not bytes */
     editor = el_init("orch", stdin, stdout, stderr);
     if (editor == NULL) return NULL;
     el_set(editor, EL_EDITOR, "emacs");
     el_set(editor, EL_SIGNAL, 0);   /* ours, below: libedit's re-raises to the group */
-    el_set(editor, EL_PROMPT, prompt_of);
-    if (history_get()) el_set(editor, EL_HIST, history, history_list);
+    el_set(editor, EL_PROMPT, term_prompt_of);
+    if (term_history_get()) el_set(editor, EL_HIST, history, history_list);
     el_source(editor, NULL);        /* ~/.editrc, as every libedit program */
   }
   return editor;
@@ -115,7 +115,7 @@ static EditLine *editor_get (void) {
 ** Ctrl-C ends the read with EINTR and the line is dropped, where the
 ** loop's handler would mark the whole process interrupted.
 */
-static void signals_catch (struct sigaction *old_int, struct sigaction *old_term) {
+static void term_signals_catch (struct sigaction *old_int, struct sigaction *old_term) {
   struct sigaction sa;
   memset(&sa, 0, sizeof sa);
   sa.sa_handler = on_read_signal;
@@ -125,14 +125,14 @@ static void signals_catch (struct sigaction *old_int, struct sigaction *old_term
   sigaction(SIGTERM, &sa, old_term);
 }
 
-static void signals_restore (struct sigaction *old_int, struct sigaction *old_term) {
+static void term_signals_restore (struct sigaction *old_int, struct sigaction *old_term) {
   sigaction(SIGINT, old_int, NULL);
   sigaction(SIGTERM, old_term, NULL);
 }
 
 /* [] -> [line | nil] from fd 0, unbuffered so nothing is read past the
 ** line (a script's own io.read sees the rest); nil at EOF or on a signal. */
-static int read_plain (lua_State *L, const char *prompt) {
+static int term_read_plain (lua_State *L, const char *prompt) {
   luaL_Buffer b;
   char c;
   int any = 0;
@@ -159,7 +159,7 @@ static int read_plain (lua_State *L, const char *prompt) {
 }
 
 /* [] -> [line | nil]: nil at EOF (Ctrl-D on an empty line) or a signal */
-static int read_edited (lua_State *L, EditLine *e, const char *prompt) {
+static int term_read_edited (lua_State *L, EditLine *e, const char *prompt) {
   int count = 0;
   const char *line;
   snprintf(editor_prompt, sizeof editor_prompt, "%s", prompt);
@@ -187,16 +187,16 @@ static int term_readline (lua_State *L) {
   int sig;
   orch_uv();   /* the loop's handlers first, so restoring brings them back */
   fflush(stdout);
-  if (isatty(0) && isatty(1)) e = editor_get();
-  signals_catch(&old_int, &old_term);
+  if (isatty(0) && isatty(1)) e = term_editor_get();
+  term_signals_catch(&old_int, &old_term);
   if (orch_interrupted()) {   /* a Ctrl-C that came just before */
-    signals_restore(&old_int, &old_term);
+    term_signals_restore(&old_int, &old_term);
     lua_pushboolean(L, 0);
     return 1;
   }
-  if (e) read_edited(L, e, prompt);
-  else read_plain(L, prompt);
-  signals_restore(&old_int, &old_term);
+  if (e) term_read_edited(L, e, prompt);
+  else term_read_plain(L, prompt);
+  term_signals_restore(&old_int, &old_term);
   sig = caught;
   caught = 0;
   if (sig == SIGINT) {
@@ -217,7 +217,7 @@ static int term_readline (lua_State *L) {
 static int term_add_history (lua_State *L) {
   const char *line = luaL_checkstring(L, 1);
   HistEvent ev;
-  if (history_get() && *line) history(history_list, &ev, H_ENTER, line);
+  if (term_history_get() && *line) history(history_list, &ev, H_ENTER, line);
   return 0;
 }
 
@@ -232,7 +232,7 @@ static int term_read_history (lua_State *L) {
   if (f == NULL) return orch_fail(L, path, errno);
   while ((n = getline(&line, &cap, f)) >= 0) {
     while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r')) line[--n] = '\0';
-    if (n > 0 && history_get()) history(history_list, &ev, H_ENTER, line);
+    if (n > 0 && term_history_get()) history(history_list, &ev, H_ENTER, line);
   }
   free(line);
   fclose(f);
@@ -254,7 +254,7 @@ static int term_write_history (lua_State *L) {
   if (fd < 0) return orch_fail(L, path, errno);
   f = fdopen(fd, "w");
   if (f == NULL) { err = errno; close(fd); return orch_fail(L, path, err); }
-  if (history_get()) {
+  if (term_history_get()) {
     for (rc = history(history_list, &ev, H_LAST); rc != -1;
          rc = history(history_list, &ev, H_PREV)) {
       if (fputs(ev.str, f) == EOF || (ev.str[0] && ev.str[strlen(ev.str) - 1] != '\n'

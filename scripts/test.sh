@@ -19,6 +19,18 @@ count() {  # adds the closing "N passed, N failed, N skipped" of $1
   passed=$((passed + $1)); failed=$((failed + $3)); skipped=$((skipped + $5))
 }
 
+run_ctest() {  # name, build dir, env...: the C tests, into the totals
+  name=$1 dir=$2; shift 2
+  echo "== $name: ctest"
+  env "$@" ctest --test-dir "$dir" --output-on-failure 2>&1 | tee "$log/$name.ctest"
+  line=$(grep -E 'tests passed, [0-9]+ tests? failed out of [0-9]+' "$log/$name.ctest" | tail -n 1)
+  if [ -z "$line" ]; then
+    echo "test.sh: $name ctest printed no totals" >&2; failed=$((failed + 1)); status=1; return; fi
+  bad=$(echo "$line" | sed -E 's/.* ([0-9]+) tests? failed out of ([0-9]+).*/\1/')
+  all=$(echo "$line" | sed -E 's/.* failed out of ([0-9]+).*/\1/')
+  passed=$((passed + all - bad)); failed=$((failed + bad))
+}
+
 run_suite() {  # name, build dir, extra cmake flags, env...
   name=$1 dir=$2 flags=$3; shift 3
   echo "== $name: building in $dir"
@@ -27,6 +39,7 @@ run_suite() {  # name, build dir, extra cmake flags, env...
   echo "== $name: specs"
   env ORCH_BIN="$dir/orch" "$@" "$dir/orch" lua /usr/bin/busted ${SPECS:-} 2>&1 | tee "$log/$name.out"
   count "$log/$name.out" "$name"
+  run_ctest "$name" "$dir" "$@"
 }
 
 scripts/deps.sh || { echo "test.sh: installing dependencies failed" >&2; exit 1; }
