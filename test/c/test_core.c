@@ -114,7 +114,6 @@ static void test_loop_timers (lua_State *L) {
   run_lua(L, "loop_timers",
     "local loop = require('orch.core.loop')\n"
     "local order = {}\n"
-    "local t0 = loop.now()\n"
     "loop.spawn(function() loop.sleep(0.05) order[#order + 1] = 'b' end)\n"
     "loop.spawn(function() loop.sleep(0.01) order[#order + 1] = 'a' end)\n"
     "local c = loop.cond()\n"
@@ -124,7 +123,6 @@ static void test_loop_timers (lua_State *L) {
     "assert(table.concat(order) == 'ab', table.concat(order))\n"
     "local ok, v = w:wait()\n"
     "assert(ok and v == 'woken')\n"
-    "assert(loop.now() - t0 >= 0.05, 'slept too little')\n"
     "loop.sleep(0.01)\n"   /* at top level: runs the loop until done */
     "local ok2, err = pcall(loop.sleep, -1)\n"
     "assert(not ok2 and err:find('bad argument', 1, true), err)\n");
