@@ -212,7 +212,7 @@ pipeline "k" { triggers = { "webhook" }, on_busy = "skip", stage "s" { sh = "sle
 
   it("fires a schedule when its time comes, and says when the next one is", function()
     -- a schedule due at the next whole second, so the loop is seen firing
-    local serve = require("orch.serve")
+    local serve = require("orch.cli.serve")
     local events, fired = {}, {}
     local srv = setmetatable({ slots = {}, ui = { emit = function(_, ev) events[#events + 1] = ev end } }, serve.Server)
     function srv:fire(name, trigger)

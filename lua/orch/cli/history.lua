@@ -5,6 +5,7 @@ local json = require("cjson")
 local state = require("orch.state")
 local history = require("orch.state.history")
 local host_mod = require("orch.host")
+local inventory = require("orch.inventory")
 
 local fail = require("orch.cli.ui").fail
 
@@ -31,16 +32,16 @@ local connections = {}
 local function connect(name, opts)
   if name == "local" then return host_mod.localhost() end
   if connections[name] then return connections[name] end
-  local inv, err = require("orch.inventory").new():load_all(opts.inventory)
+  local inv, err = inventory.new():load_all(opts.inventory)
   if not inv then return nil, err end
   local entry = inv:get(name)
   if not entry then
     return nil, ("host '%s' is not in the inventory%s"):format(name, #(opts.inventory or {}) == 0
       and " (give -i FILE)" or "")
   end
-  local h, err = require("orch.host").connect(entry)
+  local h, cerr = host_mod.connect(entry)
   connections[name] = h
-  return h, err
+  return h, cerr
 end
 
 local function when(t) return os.date("%Y-%m-%d %H:%M:%S", math.floor(t)) end

@@ -62,7 +62,6 @@ end
 
 -- The state store: --state, or beside FILE (or -f FILE), or ./.orch/.
 local function store_of(opts, file)
-  file = file or opts.file
   return state.open(state.path(opts.state, file or opts.file))
 end
 

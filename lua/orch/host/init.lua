@@ -2,9 +2,8 @@
 -- the local machine, or an SSH session with the same methods, so every
 -- provider runs on either unchanged.
 local localhost = require("orch.host.local").localhost
-local facts = require("orch.host.facts")
 
-local M = { localhost = localhost, FACTS_SCRIPT = facts.SCRIPT, parse_facts = facts.parse }
+local M = { localhost = localhost }
 
 --- The host object for inventory entry h: the local machine for
 -- connection = "local", else an SSH session; nil, err when unreachable.

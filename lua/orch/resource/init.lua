@@ -13,10 +13,7 @@ local fileattrs = require("orch.fileattrs")
 
 local M = {}
 
-M.find_source = ctx_mod.find_source  -- for providers written before orch.resource.ctx
-
 local deep_equal = require("orch.tables").deep_equal
-M.deep_equal = deep_equal  -- for providers written before orch.tables
 
 local function shown(spec, v)
   if v == nil then return nil end
