@@ -2,9 +2,11 @@
 ** state.c: orch.core.state, a small SQLite binding: open, exec, rows,
 ** cached prepared statements. Schema and migrations are Lua's (orch.state).
 */
+#include <fcntl.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <sqlite3.h>
 
@@ -329,7 +331,9 @@ static int db_changes (lua_State *L) {
 
 /*
 ** state.open(path) -> db, or the fail tuple. SQLite opens its files with
-** O_CLOEXEC, so children we spawn never inherit the database.
+** O_CLOEXEC, so children we spawn never inherit the database. A new store
+** is made 0600 here, whatever the umask: it holds file versions and
+** infrastructure state (SQLite gives its journal and WAL the same mode).
 */
 static int state_open (lua_State *L) {
   const char *path = luaL_checkstring(L, 1);
@@ -342,6 +346,10 @@ static int state_open (lua_State *L) {
   lua_pushvalue(L, 1);
   lua_setiuservalue(L, 2, 1);
   lua_insert(L, 1);                              /* [db, path] */
+  if (strcmp(path, ":memory:") != 0) {
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd >= 0) close(fd);  /* else SQLite says why, below */
+  }
   rc = sqlite3_open_v2(path, &d->db, SQLITE_OPEN_READWRITE |
                        SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
   if (rc == SQLITE_OK) {

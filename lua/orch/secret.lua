@@ -4,13 +4,15 @@ local M = {}
 
 local Secret = { __name = "orch.secret" }
 local plain = setmetatable({}, { __mode = "k" })  -- secret -> its value
+local origins = setmetatable({}, { __mode = "k" })  -- secret -> where it came from ("var.pw")
 local known = {}      -- every secret value seen in this process, for scrubbing
 local count = 0
 
 function Secret.__tostring() return "(sensitive)" end
 
---- Mark a value secret. Strings built from a secret with .. stay secret.
-function M.new(value)
+--- Mark a value secret; origin names where it comes from, for messages
+-- ("var.db_password"). Strings built from a secret with .. stay secret.
+function M.new(value, origin)
   if getmetatable(value) == Secret then return value end
   if type(value) ~= "string" and type(value) ~= "number" then
     error("secret() takes a string or a number, got " .. type(value), 2)
@@ -18,6 +20,7 @@ function M.new(value)
   value = tostring(value)
   local s = setmetatable({}, Secret)
   plain[s] = value
+  origins[s] = origin
   if value ~= "" and not known[value] then
     known[value] = true
     count = count + 1
@@ -26,7 +29,7 @@ function M.new(value)
 end
 
 function Secret.__concat(a, b)
-  return M.new(M.reveal(a) .. M.reveal(b))
+  return M.new(M.reveal(a) .. M.reveal(b), M.origin(a) or M.origin(b))
 end
 
 function Secret.__eq(a, b) return M.reveal(a) == M.reveal(b) end
@@ -39,6 +42,31 @@ function M.is(v) return getmetatable(v) == Secret end
 function M.reveal(v)
   if getmetatable(v) == Secret then return plain[v] end
   return v
+end
+
+--- Where secret s came from, if it was told.
+function M.origin(s) return origins[s] end
+
+--- The first secret in v (itself, or inside its tables), or nil.
+function M.find(v, seen)
+  if getmetatable(v) == Secret then return v end
+  if type(v) ~= "table" then return nil end
+  seen = seen or {}
+  if seen[v] then return nil end
+  seen[v] = true
+  for _, x in pairs(v) do
+    local s = M.find(x, seen)
+    if s then return s end
+  end
+end
+
+--- v with each string and number in it made secret (tables copied).
+function M.wrap_deep(v, origin)
+  if type(v) == "string" or type(v) == "number" then return M.new(v, origin) end
+  if type(v) ~= "table" or getmetatable(v) == Secret then return v end
+  local copy = {}
+  for k, x in pairs(v) do copy[k] = M.wrap_deep(x, origin) end
+  return copy
 end
 
 --- Has any secret been made in this process? (Nothing to reveal or scrub

@@ -245,23 +245,27 @@ infra_command("destroy", "orch destroy FILE [options]",
   { long = "--auto-approve", help = "destroy without asking" },
 })
 
+local state_options = {
+  { short = "-f", long = "--file", arg = "FILE", help = "use the state store beside this file" },
+  { long = "--state", arg = "PATH", help = "the state store (default: .orch/state.db here)" },
+  { long = "--workspace", arg = "NAME", default = "default", help = "the workspace (default: default)" },
+  { long = "--lock-timeout", arg = "SECONDS", number = true, default = 30, help = "how long to wait for the lock" },
+  { long = "--json", help = "print JSON" },
+}
+
 commands.state = {
   usage = "orch state list | show ADDR | rm ADDR | mv FROM TO | unlock LOCK_ID [-f FILE]",
   summary = "Infrastructure state: list, show, forget, rename resources; force a lock open.",
-  options = with({
-    { short = "-f", long = "--file", arg = "FILE", help = "use the state store beside this file" },
-    { long = "--state", arg = "PATH", help = "the state store (default: .orch/state.db here)" },
-    { long = "--workspace", arg = "NAME", default = "default", help = "the workspace (default: default)" },
-    { long = "--lock-timeout", arg = "SECONDS", number = true, default = 30, help = "how long to wait for the lock" },
-    { long = "--json", help = "print JSON" },
-  }, {}),
+  options = with(state_options, {}),
   run = function(opts, rest) return require("orch.cli.infra").main("state", opts, rest) end,
 }
 
 commands.output = {
-  usage = "orch output [NAME] [-f FILE] [--json]",
-  summary = "Infrastructure outputs, as the last apply left them.",
-  options = commands.state.options,
+  usage = "orch output [NAME] [-f FILE] [--json] [--reveal]",
+  summary = "Infrastructure outputs, as the last apply left them (sensitive ones hidden).",
+  options = with(state_options, {
+    { long = "--reveal", help = "with NAME: print a sensitive output's value (for scripts; it is shown in clear)" },
+  }),
   run = function(opts, rest) return require("orch.cli.infra").main("output", opts, rest) end,
 }
 

@@ -161,7 +161,7 @@ function M.converge_locked(cmd, opts, file, plan_file, saved, env)
       .. " serial %d (lineage %s); make a new plan"):format(plan_file, saved.serial, saved.lineage, ws.serial, ws.lineage)))
   end
   if saved then
-    local ok, err = pcall(infra.use_planned, config, saved.actions)
+    local ok, err = pcall(infra.use_planned, config, saved.actions, ws.sealer)
     if not ok then return finish(fail(plan_file .. ": " .. tostring(err), 2)) end
   end
   local emit = emitter(ui)
@@ -180,7 +180,7 @@ function M.converge_locked(cmd, opts, file, plan_file, saved, env)
     if not same then return finish(fail(plan_file .. ": the infrastructure changed since the plan was made; make a new plan")) end
   end
   if opts.out and cmd == "plan" then
-    local data = render.json(plan, fs.realpath(file) or file, true)
+    local data = render.json(plan, fs.realpath(file) or file, ws.sealer)
     data.destroy = opts.destroy or nil
     local wok, werr = fs.write(opts.out, json.encode(data), { mode = "0600" })
     if not wok then return finish(fail(werr)) end
@@ -298,8 +298,15 @@ local function output_cmd(opts, rest)
   if rest[1] then
     for _, o in ipairs(outs) do
       if o.name == rest[1] then
-        if opts.json then io.stdout:write(json.encode({ o.value }):sub(2, -2), "\n")
-        else io.stdout:write(type(o.value) == "table" and json.encode(o.value) or tostring(o.value), "\n") end
+        -- a sensitive value is printed only when asked for by name and --reveal
+        if o.sensitive and not opts.reveal then
+          io.stdout:write(opts.json and '"(sensitive)"' or "(sensitive)", "\n")
+          io.stderr:write(("orch: output '%s' is sensitive: add --reveal to print its value\n"):format(o.name))
+          return 0
+        end
+        local value = secret.reveal_deep(o.value)
+        if opts.json then io.stdout:write(json.encode({ value }):sub(2, -2), "\n")
+        else io.stdout:write(type(value) == "table" and json.encode(value) or tostring(value), "\n") end
         return 0
       end
     end
@@ -336,7 +343,8 @@ local function import_cmd(opts, rest)
     ws:unlock(); store:close()
     return fail(("%s: no %s with %s %q to import%s"):format(addr, r.type, key, id, ok and "" or (": " .. tostring(have))))
   end
-  ws:put({ address = addr, type = r.type, attrs = have, deps = {} })
+  ws:put({ address = addr, type = r.type, attrs = have, deps = {},
+    sensitive = require("orch.infra.apply").sensitive_attrs(r.typedef, {}, have) })
   ws:unlock()
   store:close()
   io.stdout:write(("Imported %s (%s %q) into state.\n"):format(addr, key, id))

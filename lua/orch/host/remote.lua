@@ -18,8 +18,20 @@ local quote = proc.quote
 local function dirname(path) return path:match("^(.*)/[^/]*$") or "." end
 local function basename(path) return path:match("([^/]*)$") end
 
+-- What runs a line that holds a secret: the line itself comes first on
+-- stdin, so the host's `ps` shows only this. `read -r` takes one line (a
+-- shell reads a pipe byte by byte, leaving the rest for the command), so
+-- the line's backslashes and newlines travel escaped for printf %b.
+local READ_LINE = [[sh -c 'IFS= read -r c && eval "$(printf %b "$c")"']]
+
+local function escaped(line)
+  return (line:gsub("\\", "\\\\"):gsub("\n", "\\n"))
+end
+
 --- The shell command that runs cmd with opts (env, cwd, timeout, become)
--- on the host: a string is a shell command, a list an argv.
+-- on the host: a string is a shell command, a list an argv. With a
+-- secret in it, the command is READ_LINE and the second value is what
+-- goes first on its stdin.
 function Remote:command_line(cmd, opts)
   local line = proc.display(cmd)
   if opts.env then
@@ -34,6 +46,8 @@ function Remote:command_line(cmd, opts)
     line = table.concat(parts, " ") .. " " .. line
   end
   if opts.cwd then line = ("cd %s && %s"):format(quote(opts.cwd), line) end
+  local preamble
+  if secret.contains(line) then line, preamble = READ_LINE, escaped(line) .. "\n" end
   if opts.timeout then
     -- coreutils timeout leads a process group and signals all of it
     line = ("timeout -k %g %g sh -c %s"):format(opts.grace or 2, opts.timeout, quote(line))
@@ -42,15 +56,16 @@ function Remote:command_line(cmd, opts)
     line = ("sudo %s-u %s -- sh -c %s"):format(self.become_password and "-S -p '' " or "-n ",
       quote(self.become_user or "root"), quote(line))
   end
-  return line
+  return line, preamble
 end
 
 --- Run a command: { code | signal, stdout, stderr, ok }, raising on
 -- failure (naming the host) unless opts.check == false.
 function Remote:exec(cmd, opts)
   opts = task.command_opts(opts or {})
-  local line = self:command_line(cmd, opts)
+  local line, preamble = self:command_line(cmd, opts)
   local stdin = opts.stdin
+  if preamble then stdin = preamble .. (stdin or "") end
   if self.become and self.become_password then
     stdin = secret.reveal(self.become_password) .. "\n" .. (stdin or "")
   end

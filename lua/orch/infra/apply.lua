@@ -12,13 +12,34 @@ local infra_plan = require("orch.infra.plan")
 
 local M = {}
 
-local function sensitive_attrs(typedef, attrs)
+-- Does v hold a secret's text (a command's stdout that echoed one)?
+local function holds_secret_text(v)
+  if type(v) == "string" then return secret.contains(v) end
+  if type(v) ~= "table" then return false end
+  for _, x in pairs(v) do if holds_secret_text(x) then return true end end
+  return false
+end
+
+-- The attributes of after to keep sealed: the schema's sensitive ones,
+-- those made with a secret (want holds them still wrapped), and those
+-- the provider returned with a secret's text in them.
+function M.sensitive_attrs(typedef, want, after)
   local list = {}
-  for k, v in pairs(attrs) do
-    if (typedef.schema[k] and typedef.schema[k].sensitive) or secret.is(v) then list[#list + 1] = k end
+  for k, v in pairs(after) do
+    if (typedef.schema[k] and typedef.schema[k].sensitive) or secret.find(want[k]) or holds_secret_text(v) then
+      list[#list + 1] = k
+    end
   end
   table.sort(list)
   return list
+end
+
+-- after as references see it: its sensitive attributes secret again.
+local function as_seen(address, after, sensitive)
+  local seen = {}
+  for k, v in pairs(after) do seen[k] = v end
+  for _, k in ipairs(sensitive) do seen[k] = secret.wrap_deep(after[k], address .. "." .. k) end
+  return seen
 end
 
 -- Create or update a's object from want (checked) or raw (as written,
@@ -141,9 +162,9 @@ function M.run(plan, config, ws, opts)
       end
       local after = converge(a, want, raw, ctx, opts.run)
       if a.action == "replace" and cbd and a.have then delete(a, ctx) end
-      ws:put({ address = a.address, type = a.type, attrs = after, deps = a.deps,
-        sensitive = sensitive_attrs(a.typedef, after) })
-      applied[a.address] = after
+      local sensitive = M.sensitive_attrs(a.typedef, want, after)
+      ws:put({ address = a.address, type = a.type, attrs = after, deps = a.deps, sensitive = sensitive })
+      applied[a.address] = as_seen(a.address, after, sensitive)
     end, errors.traceback)
     sem:release()
     local o = { status = ok and "ok" or "failed", elapsed = loop.now() - started,
@@ -168,7 +189,7 @@ function M.write_outputs(plan, ws, applied)
   local lookup = lookup_in(ws, applied or {})
   local outputs = {}
   for _, o in ipairs(plan.destroy and {} or plan.outputs) do
-    outputs[o.name] = { value = secret.reveal_deep(infra.resolve(o.value, lookup)), sensitive = o.sensitive }
+    outputs[o.name] = { value = infra.resolve(o.value, lookup), sensitive = o.sensitive }
   end
   ws:set_outputs(outputs)
 end

@@ -106,11 +106,14 @@ local function set_attrs(r, attrs)
 end
 
 --- The attributes a saved plan recorded, in place of what the file says now
--- (orch apply PLAN applies what was planned); checked again.
-function M.use_planned(config, actions)
+-- (orch apply PLAN applies what was planned), its secrets opened with
+-- sealer; checked again.
+function M.use_planned(config, actions, sealer)
   for _, a in ipairs(actions) do
     local r = config.resources[a.address]
-    if r and a.attrs then set_attrs(r, require("orch.json").integers(a.attrs)) end
+    if r and a.attrs then
+      set_attrs(r, sealer.open_secrets(require("orch.json").integers(a.attrs), a.address .. " (saved plan)"))
+    end
   end
   for _, r in pairs(config.resources) do r.static = nil end
   config.ordered = nil
@@ -127,12 +130,15 @@ function M.resolve(v, lookup)
   if type(v) ~= "table" or is_secret(v) then return v end
   if v["$ref"] then return lookup(v["$ref"], v.path) end
   if v["$concat"] then
-    local out = {}
+    -- a string made with a secret is secret
+    local out, made_with = {}, nil
     for i, p in ipairs(v["$concat"]) do
       local x = M.resolve(p, lookup)
       if x == UNKNOWN then return UNKNOWN end
+      if is_secret(x) then made_with = made_with or x end
       out[i] = is_secret(x) and secret.reveal(x) or tostring(x)
     end
+    if made_with then return secret.new(table.concat(out), secret.origin(made_with)) end
     return table.concat(out)
   end
   local out = {}
@@ -308,7 +314,7 @@ function M.new(opts)
         if v == "true" then v = true elseif v == "false" then v = false end
         if type(v) ~= "boolean" then error(("variable '%s' must be true or false"):format(name), 2) end
       end
-      if spec.sensitive and type(v) ~= "table" then v = secret.new(v) end
+      if spec.sensitive then v = secret.wrap_deep(v, "var." .. name) end
       config.variables[name] = { value = v, sensitive = spec.sensitive }
       dsl.var[name] = v
       return v
@@ -395,6 +401,15 @@ function M.check(config)
     if not is_open(r.attrs) then r.static = checked end
   end
   M.order(config)   -- raises on a cycle
+  -- as Terraform: an output that shows a sensitive value must say so
+  for _, name in ipairs(config.output_order) do
+    local o = config.outputs[name]
+    local source = not o.sensitive and M.sensitive_source(config, o.value)
+    if source then
+      error(("%s: output '%s' shows a sensitive value (from %s): declare it sensitive = true, or leave that value out"):format(
+        o.where, name, source), 0)
+    end
+  end
 end
 
 -- The instances a dependency address names: itself, or all of a for_each.
@@ -407,6 +422,33 @@ local function targets(config, d)
   return list
 end
 M.targets = targets
+
+--- Where frozen value v gets a sensitive value from ("var.pw",
+-- "lab.database.db.url"), following references through the attributes
+-- they point at; nil when nothing in it is sensitive.
+function M.sensitive_source(config, v, seen)
+  if is_secret(v) then return secret.origin(v) or "a secret() value" end
+  if type(v) ~= "table" then return nil end
+  seen = seen or {}
+  if seen[v] then return nil end
+  seen[v] = true
+  if v["$ref"] then
+    local attr = v.path[1]
+    for _, addr in ipairs(targets(config, v["$ref"])) do
+      local r = config.resources[addr]
+      for k, spec in pairs(r.typedef.schema) do
+        if spec.sensitive and (attr == nil or attr == k) then return addr .. "." .. k end
+      end
+      local found = M.sensitive_source(config, attr and r.attrs[attr] or (not attr and r.attrs), seen)
+      if found then return found end
+    end
+    return nil
+  end
+  for _, x in pairs(v) do
+    local found = M.sensitive_source(config, x, seen)
+    if found then return found end
+  end
+end
 
 --- Addresses in dependency order (dependencies first); a cycle raises,
 -- named resource by resource. Worked out once per configuration.

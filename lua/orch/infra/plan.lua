@@ -73,9 +73,12 @@ function M.show(v, sensitive)
     return "[" .. table.concat(parts, ", ") .. "]"
   end
   if type(v) == "string" then
-    return '"' .. v:gsub('[\\"\n\t]', { ["\\"] = "\\\\", ['"'] = '\\"', ["\n"] = "\\n", ["\t"] = "\\t" }) .. '"'
+    -- a plain string may still hold a secret's text ("echo " .. token.value)
+    return '"' .. secret.scrub(v):gsub('[\\"\n\t]', { ["\\"] = "\\\\", ['"'] = '\\"', ["\n"] = "\\n", ["\t"] = "\\t" }) .. '"'
   end
-  if type(v) == "table" then return (require("orch.json").encode((secret.reveal_deep(v))):gsub("\\/", "/")) end
+  -- a secret inside a table shows as (sensitive) even where the caller
+  -- didn't know it was there
+  if type(v) == "table" then return (require("orch.json").encode(secret.scrub(v)):gsub("\\/", "/")) end
   if math.type(v) == "float" and v == math.floor(v) and math.abs(v) < 2^53 then return ("%d"):format(v) end
   return tostring(v)
 end
@@ -94,8 +97,7 @@ local function changes_of(typedef, want, have, lifecycle)
       or not deep_equal(reveal(v), have and have[attr])
     if differs and not (spec.computed and not spec.optional) and spec.diff ~= false
         and not (ignored and infra.contains(ignored, attr)) then
-      out[#out + 1] = { attr = attr, from = have and have[attr], to = v, forces = spec.force_new or nil,
-        sensitive = spec.sensitive or is_secret(v) or nil }
+      out[#out + 1] = { attr = attr, from = have and have[attr], to = v, forces = spec.force_new or nil }
     end
   end
   if #out > 1 then table.sort(out, by_attr) end
@@ -103,12 +105,11 @@ local function changes_of(typedef, want, have, lifecycle)
 end
 
 -- What the world changed since orch recorded it: { attr, from, to }.
-local function drift_of(typedef, recorded, have)
+local function drift_of(recorded, have)
   local out = {}
   for attr, v in pairs(recorded) do
-    if have[attr] ~= nil and attr ~= "pid" and not deep_equal(v, have[attr]) then
-      local spec = typedef.schema[attr] or EMPTY
-      out[#out + 1] = { attr = attr, from = v, to = have[attr], sensitive = spec.sensitive or nil }
+    if have[attr] ~= nil and attr ~= "pid" and not deep_equal(reveal(v), have[attr]) then
+      out[#out + 1] = { attr = attr, from = v, to = have[attr] }
     end
   end
   if #out > 1 then table.sort(out, by_attr) end
@@ -132,7 +133,10 @@ end
 local function compare(r, want, have, recorded, ctx)
   local a = { address = r.address, type = r.type, deps = {}, lifecycle = r.lifecycle, want = r.attrs,
     sensitive = setmetatable({}, { __index = sensitive_of(r.typedef) }), have = have, recorded = recorded }
-  for k, v in pairs(want) do if is_secret(v) then a.sensitive[k] = true end end
+  -- an attribute is sensitive as a whole when anything in it is, now or
+  -- as recorded: its old value may be the secret the new one no longer is
+  for k, v in pairs(want) do if secret.find(v) then a.sensitive[k] = true end end
+  for _, k in ipairs(recorded and recorded.sensitive or {}) do a.sensitive[k] = true end
   local open = not r.static and infra.has_unknown(want)
   local typedef = r.typedef
   if recorded and recorded.type ~= r.type then
@@ -146,14 +150,11 @@ local function compare(r, want, have, recorded, ctx)
     elseif typedef.diff and not open then
       -- the type knows what counts (a directory's recurse, a command's guard)
       a.changes = typedef.diff(ctx, reveal(want), have) or {}
-      for _, c in ipairs(a.changes) do
-        local spec = typedef.schema[c.attr] or EMPTY
-        c.forces, c.sensitive = spec.force_new or nil, spec.sensitive or nil
-      end
+      for _, c in ipairs(a.changes) do c.forces = (typedef.schema[c.attr] or EMPTY).force_new or nil end
     else
       a.changes = changes_of(typedef, want, have, r.lifecycle)
     end
-    a.drift = drift_of(typedef, recorded.attrs, have)
+    a.drift = drift_of(recorded.attrs, have)
     local forces = {}
     for _, c in ipairs(a.changes) do if c.forces then forces[#forces + 1] = c.attr end end
     if #forces > 0 then a.action, a.reason = "replace", table.concat(forces, ", ") .. " forces replacement"
@@ -168,17 +169,21 @@ local function compare(r, want, have, recorded, ctx)
     for attr, v in pairs(want) do
       local spec = typedef.schema[attr] or EMPTY
       if spec.type == "mode" and math.type(v) == "integer" then v = fileattrs.octal(v) end
-      a.changes[#a.changes + 1] = changed[attr] or { attr = attr, to = v, sensitive = spec.sensitive or is_secret(v) or nil }
+      a.changes[#a.changes + 1] = changed[attr] or { attr = attr, to = v }
     end
     for attr, spec in pairs(typedef.schema) do
       if spec.computed and want[attr] == nil then a.changes[#a.changes + 1] = { attr = attr, to = UNKNOWN } end
     end
     table.sort(a.changes, function(x, y) return x.attr < y.attr end)
   end
+  for _, c in ipairs(a.changes or EMPTY) do c.sensitive = a.sensitive[c.attr] or nil end
+  for _, c in ipairs(a.drift or EMPTY) do c.sensitive = a.sensitive[c.attr] or nil end
   return a
 end
 
--- What references to a's object see after apply: unknown where apply decides.
+-- What references to a's object see after apply: unknown where apply
+-- decides, and secret where the attribute is sensitive (what refers to
+-- it becomes sensitive too).
 local function after_of(typedef, a, want)
   local after = {}
   if a.have and a.action ~= "replace" then for k, v in pairs(a.have) do after[k] = v end end
@@ -187,6 +192,9 @@ local function after_of(typedef, a, want)
     for attr, spec in pairs(typedef.schema) do
       if spec.computed and want[attr] == nil then after[attr] = UNKNOWN end
     end
+  end
+  for k, v in pairs(after) do
+    if a.sensitive[k] and v ~= UNKNOWN then after[k] = secret.wrap_deep(v, a.address .. "." .. k) end
   end
   return after
 end
@@ -207,7 +215,7 @@ function M.make(config, ws, opts)
     local r = config.resources[addr]
     local typedef = r and r.typedef or providers.find(s.type, config.playbook_dir)
     if not typedef then error(("%s: its type %s is no longer found in any providers/ folder"):format(addr, s.type), 0) end
-    local have = M.read(opts.context(s.type, typedef), typedef, s.attrs)
+    local have = M.read(opts.context(s.type, typedef), typedef, reveal(s.attrs))
     refreshed[addr] = have or false
   end)
   for i, res in ipairs(results) do

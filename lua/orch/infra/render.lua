@@ -51,12 +51,14 @@ function M.text(plan, paint)
 end
 
 --- The plan as JSON (--json, -out): values resolved where known, sensitive
--- ones hidden; what apply needs to run it exactly.
-function M.json(plan, file, with_attrs)
+-- ones hidden; with sealer (-out), what apply needs to run it exactly,
+-- its secrets sealed.
+function M.json(plan, file, sealer)
   local function clean(v, sensitive)
     if sensitive then return "(sensitive)" end
     if v == infra.UNKNOWN then return { ["$unknown"] = true } end
     if secret.is(v) then return "(sensitive)" end
+    if type(v) == "string" then return secret.scrub(v) end
     if type(v) == "table" then
       local o = {}
       for k, x in pairs(v) do o[k] = clean(x) end
@@ -77,8 +79,8 @@ function M.json(plan, file, with_attrs)
       changes[j] = { attr = c.attr, from = clean(c.from, c.sensitive), to = clean(c.to, c.sensitive), forces = c.forces }
     end
     actions[i] = { address = a.address, type = a.type, action = a.action, reason = a.reason, deps = a.deps,
-      -- what apply PLAN will use: the attributes as planned (the file is 0600)
-      attrs = with_attrs and a.want and (secret.reveal_deep(a.want)) or nil,
+      -- what apply PLAN will use: the attributes as planned
+      attrs = sealer and a.want and sealer.seal_secrets(a.want) or nil,
       changes = changes, lifecycle = a.lifecycle, want = masked(a.want, a.sensitive), have = masked(a.have, a.sensitive),
       recorded = a.recorded and masked(a.recorded.attrs, a.sensitive) }
     if a.drift then

@@ -5,6 +5,8 @@ local json = require("cjson")
 local loop = require("orch.core.loop")
 local fs = require("orch.core.fs")
 local info = require("orch.core.info")
+local secret = require("orch.secret")
+local sealed = require("orch.state.sealed")
 
 local M = {}
 
@@ -26,13 +28,24 @@ function M.open(store, name)
     assert(db:exec("INSERT OR IGNORE INTO infra_workspaces (name, lineage, serial) VALUES (?, ?, 0)", name, uuid()))
     row = db:row("SELECT * FROM infra_workspaces WHERE name = ?", name)
   end
-  return setmetatable({ store = store, db = db, name = name, lineage = row.lineage, serial = row.serial }, Workspace)
+  return setmetatable({ store = store, db = db, name = name, lineage = row.lineage, serial = row.serial,
+    sealer = sealed.for_store(store.path) }, Workspace)
 end
 
-local function decode(r)
+-- A stored sensitive value back as a secret (a store from before sealing
+-- holds it as it is).
+local function unseal(self, v, what)
+  if sealed.is(v) then v = self.sealer.open(v, what) end
+  return secret.wrap_deep(v, what)
+end
+
+local function decode(self, r)
   r.attrs = json.decode(r.attrs)
   r.deps = json.decode(r.deps)
   r.sensitive = r.sensitive and json.decode(r.sensitive) or {}
+  for _, k in ipairs(r.sensitive) do
+    if r.attrs[k] ~= nil then r.attrs[k] = unseal(self, r.attrs[k], r.address .. "." .. k) end
+  end
   return r
 end
 
@@ -40,7 +53,7 @@ end
 function Workspace:resources()
   local by, order = {}, {}
   for _, r in ipairs(self.db:rows("SELECT * FROM infra_resources WHERE workspace = ? ORDER BY address", self.name)) do
-    by[r.address] = decode(r)
+    by[r.address] = decode(self, r)
     order[#order + 1] = r.address
   end
   return by, order
@@ -48,7 +61,7 @@ end
 
 function Workspace:get(address)
   local r = self.db:row("SELECT * FROM infra_resources WHERE workspace = ? AND address = ?", self.name, address)
-  return r and decode(r)
+  return r and decode(self, r)
 end
 
 -- Each write is its own transaction and moves the serial on: a failure or
@@ -63,11 +76,17 @@ local function write(self, fn)
   self.serial = self.db:value("SELECT serial FROM infra_workspaces WHERE name = ?", self.name)
 end
 
---- Record resource r { address, type, attrs, deps (list), sensitive (list) }.
+--- Record resource r { address, type, attrs, deps (list), sensitive (list:
+-- the attributes kept sealed) }.
 function Workspace:put(r)
+  local attrs = {}
+  for k, v in pairs(r.attrs) do attrs[k] = secret.reveal_deep(v) end
+  for _, k in ipairs(r.sensitive or {}) do
+    if attrs[k] ~= nil then attrs[k] = self.sealer.seal(attrs[k]) end
+  end
   write(self, function(db)
     assert(db:exec("INSERT OR REPLACE INTO infra_resources (workspace, address, type, attrs, deps, sensitive, updated)"
-      .. " VALUES (?, ?, ?, ?, ?, ?, ?)", self.name, r.address, r.type, json.encode(r.attrs),
+      .. " VALUES (?, ?, ?, ?, ?, ?, ?)", self.name, r.address, r.type, json.encode(attrs),
       json.encode(r.deps or {}), json.encode(r.sensitive or {}), loop.time()))
   end)
 end
@@ -88,14 +107,17 @@ function Workspace:move(from, to)
   return true
 end
 
---- Record the outputs { [name] = { value, sensitive } }; the same ones
--- again write nothing (the serial moves only when state changes).
+local function plain_json(v) return json.encode({ (secret.reveal_deep(v)) }) end
+
+--- Record the outputs { [name] = { value, sensitive } } (a sensitive one,
+-- or one holding a secret, sealed); the same ones again write nothing
+-- (the serial moves only when state changes).
 function Workspace:set_outputs(outputs)
   local same, n = true, 0
   for _, o in ipairs(self:outputs()) do
     local new = outputs[o.name]
     n = n + 1
-    if not new or json.encode({ new.value }) ~= json.encode({ o.value }) or (new.sensitive or false) ~= o.sensitive then
+    if not new or plain_json(new.value) ~= plain_json(o.value) or (new.sensitive or false) ~= o.sensitive then
       same = false
     end
   end
@@ -104,16 +126,22 @@ function Workspace:set_outputs(outputs)
   write(self, function(db)
     assert(db:exec("DELETE FROM infra_outputs WHERE workspace = ?", self.name))
     for name, o in pairs(outputs) do
+      local hidden = o.sensitive or secret.find(o.value) ~= nil
+      local value = hidden and json.encode({ self.sealer.seal(o.value) }) or plain_json(o.value)
       assert(db:exec("INSERT INTO infra_outputs (workspace, name, value, sensitive) VALUES (?, ?, ?, ?)",
-        self.name, name, json.encode({ o.value }), o.sensitive and 1 or 0))
+        self.name, name, value, hidden and 1 or 0))
     end
   end)
 end
 
+--- The recorded outputs, { name, value, sensitive }, in name order; a
+-- sensitive value comes back a secret.
 function Workspace:outputs()
   local out = {}
   for _, r in ipairs(self.db:rows("SELECT * FROM infra_outputs WHERE workspace = ? ORDER BY name", self.name)) do
-    out[#out + 1] = { name = r.name, value = json.decode(r.value)[1], sensitive = r.sensitive == 1 }
+    local value, sensitive = json.decode(r.value)[1], r.sensitive == 1
+    if sensitive then value = unseal(self, value, "output " .. r.name) end
+    out[#out + 1] = { name = r.name, value = value, sensitive = sensitive }
   end
   return out
 end

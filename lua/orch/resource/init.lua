@@ -110,7 +110,10 @@ local function converge_file(ctx, typedef, want, label)
   end
   history.ensure_original(run.store, h, path, run.id, label)
   if new_content then
-    local ok, werr = h:write(path, content, { mode = want.mode, owner = want.owner, group = want.group })
+    -- a new file that holds a secret is for its owner only, unless told
+    local mode = want.mode
+    if mode == nil and not st and secret.contains(content) then mode = "0600" end
+    local ok, werr = h:write(path, content, { mode = mode, owner = want.owner, group = want.group })
     if not ok then error(werr, 0) end
   else
     fileattrs.apply(h, path, want)
