@@ -149,7 +149,7 @@ end
 local function hide_secrets(changes, wrapped, typedef)
   for _, c in ipairs(changes or {}) do
     local spec = typedef.schema[c.attr]
-    if secret.is(wrapped[c.attr]) or (spec and spec.sensitive) then
+    if secret.find(wrapped[c.attr]) or (spec and spec.sensitive) then
       c.from = c.from ~= nil and "(sensitive)" or nil
       c.to = "(sensitive)"
     end
