@@ -50,7 +50,7 @@ function M.origin(s) return origins[s] end
 --- The first secret in v (itself, or inside its tables), or nil.
 function M.find(v, seen)
   if getmetatable(v) == Secret then return v end
-  if type(v) ~= "table" then return nil end
+  if type(v) ~= "table" or count == 0 then return nil end
   seen = seen or {}
   if seen[v] then return nil end
   seen[v] = true
