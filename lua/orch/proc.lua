@@ -1,26 +1,44 @@
 -- proc.lua: run processes: argv or shell strings, captured or streamed
 -- line by line, with the failure described in words a user can act on.
 local core = require("orch.core.proc")
+local secret = require("orch.secret")
 
 local M = {}
+
+-- Secrets become the values they stand for where the process gets them.
+-- `ps` shows a command line to every user and a process's environment
+-- only to its owner: a shell command holding a secret's text travels in
+-- the environment. (An argv can't: a secret there is visible.)
+local function reveal_secrets(spawn)
+  if not secret.any() then return spawn end
+  if spawn.env then spawn.env = secret.reveal_deep(spawn.env) end
+  if spawn.argv then spawn.argv = secret.reveal_deep(spawn.argv) end
+  spawn.cmd = secret.reveal(spawn.cmd)
+  if spawn.cmd and secret.contains(spawn.cmd) then
+    local env = { ORCH_COMMAND = spawn.cmd }
+    for k, v in pairs(spawn.env or {}) do env[k] = v end
+    spawn.cmd, spawn.env = 'eval "$ORCH_COMMAND"', env
+  end
+  return spawn
+end
 
 --- Options for core.spawn from run's friendlier forms:
 -- run("shell string", opts), run({ "argv", ... }, opts) or run(opts).
 local function normalize(cmd, opts)
-  if type(cmd) == "table" and opts == nil and (cmd.argv or cmd.cmd) then
-    return cmd
-  end
-  opts = opts or {}
   local spawn = {}
-  for k, v in pairs(opts) do spawn[k] = v end
-  if type(cmd) == "string" then
+  if type(cmd) == "table" and opts == nil and (cmd.argv or cmd.cmd) then
+    for k, v in pairs(cmd) do spawn[k] = v end
+    return reveal_secrets(spawn)
+  end
+  for k, v in pairs(opts or {}) do spawn[k] = v end
+  if type(cmd) == "string" or secret.is(cmd) then
     spawn.cmd = cmd
   elseif type(cmd) == "table" then
     spawn.argv = cmd
   else
     error("command must be a string (shell) or a list (argv), got " .. type(cmd), 3)
   end
-  return spawn
+  return reveal_secrets(spawn)
 end
 
 --- A word quoted for sh, when it needs it.
@@ -32,7 +50,7 @@ end
 
 --- A command (a shell string or an argv list) as a user would type it.
 function M.display(cmd)
-  if type(cmd) == "string" then return cmd end
+  if type(cmd) == "string" or secret.is(cmd) then return tostring(cmd) end
   if cmd.cmd then return cmd.cmd end
   local words = {}
   for i, a in ipairs(cmd.argv or cmd) do words[i] = M.quote(a) end

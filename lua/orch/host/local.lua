@@ -5,7 +5,6 @@ local fs = require("orch.core.fs")
 local proc = require("orch.proc")
 local task = require("orch.task")
 local facts = require("orch.host.facts")
-local secret = require("orch.secret")
 
 local M = {}
 
@@ -17,17 +16,7 @@ Host.__index = Host
 -- opts.check == false. opts: env, cwd, stdin, timeout (as orch.proc).
 function Host:exec(cmd, opts)
   opts = task.command_opts(opts or {})
-  local run = cmd
-  if type(cmd) == "string" and secret.contains(cmd) then
-    -- `ps` shows a command line to every user, a process's environment
-    -- only to its owner: a secret goes there
-    local env = { ORCH_COMMAND = cmd }
-    for k, v in pairs(opts.env or {}) do env[k] = v end
-    local copy = { env = env }
-    for k, v in pairs(opts) do if k ~= "env" then copy[k] = v end end
-    run, opts = 'eval "$ORCH_COMMAND"', copy
-  end
-  local res, err = proc.run(run, opts)
+  local res, err = proc.run(cmd, opts)   -- (a secret in cmd stays off `ps`: orch.proc)
   if not res then
     if opts.check == false then return nil, err end
     error(("%s: %s"):format(self.name, err), 2)

@@ -33,7 +33,7 @@ end
 -- secret in it, the command is READ_LINE and the second value is what
 -- goes first on its stdin.
 function Remote:command_line(cmd, opts)
-  local line = proc.display(cmd)
+  local line = proc.display(secret.reveal_deep(cmd))
   if opts.env then
     local names = {}
     for k in pairs(opts.env) do names[#names + 1] = k end

@@ -3,6 +3,7 @@
 -- error naming the stage and where it is defined.
 local errors = require("orch.errors")
 local cron = require("orch.pipeline.cron")
+local secret = require("orch.secret")
 
 local M = {}
 
@@ -13,7 +14,7 @@ local WHEN = { on_success = true, on_failure = true, always = true }
 local TRIGGER_WORDS = { manual = true, commit = true, webhook = true }
 local TRIGGER_KEYS = { schedule = true, commit = true, webhook = true }
 
-local function list_of_strings(v) return type(v) == "string" and { v } or v end
+local function list_of_strings(v) return (type(v) == "string" or secret.is(v)) and { v } or v end
 
 --- stage "name" { ... }: a stage definition for the pipeline's table;
 -- `where` is the file:line that defines it.

@@ -9,6 +9,7 @@ local task = require("orch.task")
 local errors = require("orch.errors")
 local play = require("orch.playbook.play")
 local artifacts = require("orch.pipeline.artifacts")
+local secret = require("orch.secret")
 
 local M = {}
 
@@ -47,7 +48,9 @@ local function stage_sh(self, ctx)
     if self.cancelled then error(self.cancelled, 2) end
     ctx.echo("$ " .. proc.display(cmd))
     local spawned
-    local res, err = proc.run(type(cmd) == "string" and argv_of(cmd) or cmd, {
+    -- (a secret's text in it needs the shell: an argv would show it to ps)
+    local direct = type(cmd) == "string" and not secret.contains(cmd) and argv_of(cmd)
+    local res, err = proc.run(direct or cmd, {
       env = opts.env or ctx.env, cwd = opts.cwd or ctx.cwd, timeout = opts.timeout or ctx.time_left(),
       on_stdout = ctx.log, on_stderr = ctx.log,
       on_spawn = function(p) spawned = p; self.procs[p] = true end })
@@ -157,8 +160,11 @@ function Execution:context(stage)
   local ctx = { pipeline = self.pipeline.name, stage = stage.name, run_id = self.id, workspace = self.workspace,
     dir = self.dir, cwd = self.dir, env = env, lines = {}, printed = false }
   if stage.cwd then ctx.cwd = stage.cwd:sub(1, 1) == "/" and stage.cwd or (self.dir .. "/" .. stage.cwd) end
-  -- a command as it runs ("$ make"): in the log, but not output of its own
+  -- a command as it runs ("$ make"): in the log, but not output of its own.
+  -- Every line is masked here, before anything keeps or shows it: the log
+  -- file, the store, the console, --json, the JUnit report.
   function ctx.echo(text)
+    text = secret.scrub(text)
     ctx.lines[#ctx.lines + 1] = text
     self.run:emit({ event = "output", name = stage.name, line = text })
   end
@@ -222,14 +228,16 @@ function Execution:run_stage(stage)
   r.finished = loop.time()
   r.status = ok and "ok" or (self.cancelled and "interrupted") or (stage.allow_failure and "allowed_failure")
     or "failed"
-  r.reason = not ok and self.cancelled or fail_why
+  r.reason = secret.scrub(not ok and self.cancelled or fail_why)
   r.log = table.concat(ctx.lines, "\n")
   -- a log, not state: written plainly (an atomic write's fsync per stage
   -- cost more than the stage), and only when the stage printed something
-  -- (a file each cost more than a stage of `true`)
+  -- (a file each cost more than a stage of `true`); for its owner only,
+  -- as a secret in an encoding no mask knows may be in it
   if ctx.printed then
-    local f = io.open(("%s/logs/%s.log"):format(self.workspace, stage.name), "wb")
-    if f then f:write(r.log, "\n"); f:close() end
+    local path = ("%s/logs/%s.log"):format(self.workspace, stage.name)
+    local f = io.open(path, "wb")
+    if f then fs.chmod(path, "0600"); f:write(r.log, "\n"); f:close() end
   end
   if r.status == "failed" then self.any_failed = true end
   self:record(r)
@@ -281,7 +289,7 @@ function M.start(p, opts)
   self.workspace = ("%s/.orch/runs/%s/%d"):format(opts.dir, p.name, self.id)
   -- left by a store since deleted, or by another store: not this run's
   fs.remove(self.workspace, { recursive = true })
-  assert(fs.mkdir(self.workspace .. "/logs", "0755") ~= nil)
+  assert(fs.mkdir(self.workspace .. "/logs", "0700") ~= nil)
   store.db:exec("UPDATE pipeline_runs SET workspace = ? WHERE id = ?", self.workspace, self.id)
   if opts.payload then
     self.env.ORCH_WEBHOOK_PAYLOAD = self.workspace .. "/webhook.json"
@@ -294,7 +302,7 @@ function M.start(p, opts)
         local ok, err = xpcall(self.run_stage, errors.traceback, self, stage)
         if not ok then
           local r = self.results[stage.name] or { name = stage.name, attempts = 0 }
-          r.status, r.reason = "failed", errors.message(err)
+          r.status, r.reason = "failed", secret.scrub(errors.message(err))
           self.results[stage.name] = r
           self.any_failed = true
           self:record(r)
