@@ -91,7 +91,7 @@ describe("orch serve", function()
     assert.equals(401, code)   -- signed for another body
     assert.equals("refused", s.event("trigger", "action", "refused").action)
     code, text = post(s.url .. "/hooks/deploy", body, { ["X-Hub-Signature-256"] = signature(body),
-      ["X-GitHub-Event"] = "push" })
+      ["X-GitHub-Event"] = "push", ["X-GitHub-Delivery"] = "d-1" })
     assert.equals(202, code)
     assert.same({ pipeline = "deploy", action = "started" }, json.decode(text))
     assert.equals("ok", s.event("summary").status)
@@ -103,23 +103,32 @@ describe("orch serve", function()
     assert.equals(405, (post(s.url .. "/hooks/deploy", nil, nil, "GET")))
   end)
 
-  it("refuses a replayed delivery (the same X-GitHub-Delivery), also after a restart", function()
+  it("runs a signed body once, whatever its unsigned delivery id says, also after a restart (#11)", function()
     local body = [[pipeline "p" { triggers = { "webhook" }, stage "s" { sh = "echo $ORCH_WEBHOOK_DELIVERY >> $D/ran" } }]]
     local s = serve(body)
-    local function deliver(id)
-      return post(s.url .. "/hooks/p", "{}", { ["X-Hub-Signature-256"] = signature("{}"), ["X-GitHub-Delivery"] = id })
+    local function deliver(id, payload)
+      payload = payload or '{"n":1}'
+      return post(s.url .. "/hooks/p", payload, { ["X-Hub-Signature-256"] = signature(payload), ["X-GitHub-Delivery"] = id })
     end
     assert.equals(202, (deliver("d-1")))
     assert.equals("ok", s.event("summary").status)
     local code, text = deliver("d-1")
     assert.equals(409, code)
-    assert.matches("delivery d-1 was received already (run 1)", text, 1, true)
+    assert.matches("this delivery was received already (delivery d-1 at ", text, 1, true)
     assert.equals("replayed delivery d-1", s.event("trigger", "action", "refused").detail)
+    -- the captured body with another delivery id, or none: refused
+    assert.equals(409, (deliver("d-forged")))
+    code, text = deliver(nil)
+    assert.equals(400, code)
+    assert.matches("missing X-GitHub-Delivery", text, 1, true)
+    -- a known id on another body is a replay too
+    assert.equals(409, (deliver("d-1", '{"n":9}')))
     assert(s.p:kill("TERM"))
     s.p:wait()
     s = serve(body)   -- what ran is in the store
     assert.equals(409, (deliver("d-1")))
-    assert.equals(202, (deliver("d-2")))
+    assert.equals(409, (deliver("d-other")))
+    assert.equals(202, (deliver("d-2", '{"n":2}')))
     assert.equals("ok", s.event("summary").status)
     assert.equals("d-1\nd-2\n", support.read(dir .. "/ran"))
   end)
@@ -144,15 +153,18 @@ describe("orch serve", function()
     local s = serve([[
 pipeline "q" { triggers = { "webhook" }, stage "s" { sh = "sleep 0.5; echo run >> $D/q" } }
 pipeline "k" { triggers = { "webhook" }, on_busy = "skip", stage "s" { sh = "sleep 0.5; echo run >> $D/k" } }]])
-    local sig = signature("")
     local actions = {}
     for i = 1, 3 do
-      local _, text = post(s.url .. "/hooks/q", "", { ["X-Hub-Signature-256"] = sig })
+      local body = '{"n":' .. i .. '}'   -- three deliveries: three bodies
+      local _, text = post(s.url .. "/hooks/q", body, { ["X-Hub-Signature-256"] = signature(body),
+        ["X-GitHub-Delivery"] = "q-" .. i })
       actions[i] = json.decode(text).action
     end
     assert.same({ "started", "queued", "queued (replacing one already queued)" }, actions)
     for i = 1, 2 do
-      local _, text = post(s.url .. "/hooks/k", "", { ["X-Hub-Signature-256"] = sig })
+      local body = '{"n":' .. i .. '}'
+      local _, text = post(s.url .. "/hooks/k", body, { ["X-Hub-Signature-256"] = signature(body),
+        ["X-GitHub-Delivery"] = "k-" .. i })
       actions[i] = json.decode(text).action
     end
     assert.same({ "started", "skipped" }, { actions[1], actions[2] })
@@ -240,8 +252,8 @@ pipeline "k" { triggers = { "webhook" }, on_busy = "skip", stage "s" { sh = "sle
   it("on SIGTERM stops taking triggers and lets a running stage finish within the grace period", function()
     local s = serve([[pipeline "p" { triggers = { "webhook" },
       stage "s" { sh = "touch $D/started; sleep 1; touch $D/finished" } }]], { "--listen", "0", "--grace", "20" })
-    local sig = signature("")
-    assert.equals(202, (post(s.url .. "/hooks/p", "", { ["X-Hub-Signature-256"] = sig })))
+    assert.equals(202, (post(s.url .. "/hooks/p", "", { ["X-Hub-Signature-256"] = signature(""),
+      ["X-GitHub-Delivery"] = "d-1" })))
     support.eventually(function() return fs.stat(dir .. "/started") end, "started")
     assert(s.p:kill("TERM"))
     s.event("stopping")
@@ -255,7 +267,7 @@ pipeline "k" { triggers = { "webhook" }, on_busy = "skip", stage "s" { sh = "sle
     local s = serve([[pipeline "p" { triggers = { "webhook" },
       stage "s" { sh = "echo $$ > $D/pid; exec sleep 60" }, stage "t" { needs = "s", sh = "true" } }]],
       { "--listen", "0", "--grace", "0.5" })
-    assert.equals(202, (post(s.url .. "/hooks/p", "", { ["X-Hub-Signature-256"] = signature("") })))
+    assert.equals(202, (post(s.url .. "/hooks/p", "", { ["X-Hub-Signature-256"] = signature(""), ["X-GitHub-Delivery"] = "d-1" })))
     local pid = support.wait_for(dir .. "/pid", "\n"):match("%d+")
     assert(s.p:kill("TERM"))
     assert.equals("interrupted", s.event("summary").status)

@@ -138,16 +138,32 @@ function Server:watch_commits(p)
   store:close()
 end
 
--- Was this X-GitHub-Delivery received before? A signed body replayed by
--- someone who saw it must not run the pipeline again (GitHub's advice).
--- What became of it ("run 12"), or nil; then it is remembered.
-function Server:delivered(name, delivery)
-  local store = state.open(self.store_path)
-  local id = store and store.db:value("SELECT id FROM pipeline_runs WHERE pipeline = ? AND trigger = 'webhook'"
-    .. " AND detail = ? LIMIT 1", name, delivery)
-  if store then store:close() end
-  local seen = id and ("run " .. id) or self.deliveries[delivery]
-  self.deliveries[delivery] = "by this server"
+-- How long an accepted body is remembered: longer than GitHub lets a
+-- delivery be redelivered (3 days), and short enough to stay small.
+M.REPLAY_WINDOW = 30 * 86400
+
+-- Was this delivery, or this very body, accepted before? A signed body
+-- replayed by someone who saw it must not run the pipeline again, whatever
+-- X-GitHub-Delivery (unsigned) says. When it was ("delivery X at T"), or
+-- nil; then it is remembered, in the store, so a restart forgets nothing.
+function Server:delivered(name, delivery, body)
+  local digest = require("orch.core.digest").sha256_data(body)
+  local store = assert(state.open(self.store_path))
+  local now = loop.time()
+  local seen
+  assert(store:transaction(function(st)
+    st.db:exec("DELETE FROM webhook_deliveries WHERE received < ?", now - M.REPLAY_WINDOW)
+    local row = st.db:row("SELECT delivery, received FROM webhook_deliveries WHERE pipeline = ?"
+      .. " AND (digest = ? OR delivery = ?) LIMIT 1", name, digest, delivery)
+    if row then
+      seen = ("delivery %s at %s"):format(row.delivery, os.date("!%Y-%m-%dT%H:%M:%SZ", math.floor(row.received)))
+    else
+      assert(st.db:exec("INSERT INTO webhook_deliveries (pipeline, digest, delivery, received) VALUES (?, ?, ?, ?)",
+        name, digest, delivery, now))
+    end
+    return true
+  end))
+  store:close()
   return seen
 end
 
@@ -171,10 +187,14 @@ function Server:answer(req)
   end
   if self.stopping then return reply(503, { error = "orch serve is stopping" }) end
   local delivery = req.headers["x-github-delivery"]
-  local before = delivery and self:delivered(name, delivery)
+  if not delivery or delivery == "" then
+    self:emit({ pipeline = name, trigger = "webhook", action = "refused", detail = "no X-GitHub-Delivery" })
+    return reply(400, { error = "missing X-GitHub-Delivery: each delivery needs its own id" })
+  end
+  local before = self:delivered(name, delivery, req.body)
   if before then
     self:emit({ pipeline = name, trigger = "webhook", action = "refused", detail = "replayed delivery " .. delivery })
-    return reply(409, { error = ("delivery %s was received already (%s)"):format(delivery, before) })
+    return reply(409, { error = ("this delivery was received already (%s)"):format(before) })
   end
   local action = self:fire(name, { kind = "webhook", detail = delivery, payload = req.body,
     env = { ORCH_WEBHOOK_EVENT = req.headers["x-github-event"], ORCH_WEBHOOK_DELIVERY = delivery } })
@@ -271,7 +291,7 @@ function M.main(opts)
     check = true, inventory = opts.inventory, vars = vars })
   if not loaded then ui:error(err); return 2 end
   local self = setmetatable({ ui = ui, opts = opts, file = opts.file, dir = loaded.dir, vars = vars, slots = {},
-    deliveries = {}, store_path = state.path(opts.state, opts.file) }, Server)
+    store_path = state.path(opts.state, opts.file) }, Server)
   local store, serr = state.open(self.store_path)  -- made and migrated once, before tasks share it
   if not store then ui:error(serr); return 1 end
   store:close()

@@ -156,4 +156,17 @@ return {
     since     REAL NOT NULL
   );
   ]],
+  -- 6: webhook deliveries accepted, by id and by the body's digest: a
+  -- signed body is run once, whatever its unsigned headers say
+  [[
+  CREATE TABLE webhook_deliveries (
+    pipeline  TEXT NOT NULL,
+    digest    TEXT NOT NULL,
+    delivery  TEXT NOT NULL,
+    received  REAL NOT NULL,
+    PRIMARY KEY (pipeline, digest)
+  );
+  CREATE INDEX webhook_deliveries_id ON webhook_deliveries (pipeline, delivery);
+  CREATE INDEX webhook_deliveries_received ON webhook_deliveries (received);
+  ]],
 }
