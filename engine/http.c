@@ -47,6 +47,23 @@ typedef struct exchange {
 
 typedef struct request { exchange *ex; int answered; } request;
 
+/*
+** A connection, from MHD's notify: the time by which its next request
+** must be in, head and body (0 while one is with Lua). MHD's own timeout
+** counts idle time, and a client that sends a byte now and then is never
+** idle: this deadline is what ends one that never finishes.
+*/
+typedef struct conntrack {
+  struct conntrack *prev, *next;
+  int fd;
+  uint64_t deadline;       /* uv_now() ms, or 0 */
+} conntrack;
+
+static conntrack *http_track (struct MHD_Connection *c) {
+  const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+  return ci ? ci->socket_context : NULL;
+}
+
 typedef struct server {
   orch_wait w;             /* first: the cancel hook casts back */
   int waiting;             /* a task is in accept */
@@ -55,6 +72,8 @@ typedef struct server {
   int port, queued;
   int err;                 /* the libuv error that stopped the server, or 0 */
   size_t max_body;
+  uint64_t request_ms;     /* how long a request may take to arrive */
+  conntrack *conns;        /* every open connection */
   uint64_t drain_until;    /* uv_now() ms */
   struct MHD_Daemon *mhd;
   uv_poll_t poll;          /* on MHD's epoll fd */
@@ -226,6 +245,7 @@ static enum MHD_Result on_request (void *cls, struct MHD_Connection *c,
   }
   if (ex->seen > s->max_body)
     return http_queue_answer(c, 413, http_text_response("request body too large\n"));
+  if (http_track(c)) http_track(c)->deadline = 0;   /* it is in: Lua takes its time */
   ex->state = EX_QUEUED;
   ex->prev = s->tail;
   if (s->tail) s->tail->next = ex; else s->head = ex;
@@ -236,9 +256,35 @@ static enum MHD_Result on_request (void *cls, struct MHD_Connection *c,
   return MHD_YES;
 }
 
+/* Connections come and go: each is tracked for its deadline. */
+static void on_connection (void *cls, struct MHD_Connection *c, void **socket_ctx,
+                           enum MHD_ConnectionNotificationCode code) {
+  server *s = cls;
+  conntrack *t = *socket_ctx;
+  if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+    if (ci == NULL || (t = calloc(1, sizeof *t)) == NULL) return;   /* untracked: MHD's timeout still holds */
+    t->fd = ci->connect_fd;
+    t->deadline = uv_now(orch_uv()) + s->request_ms;
+    t->next = s->conns;
+    if (s->conns) s->conns->prev = t;
+    s->conns = t;
+    *socket_ctx = t;
+  } else if (t != NULL) {
+    if (t->prev) t->prev->next = t->next; else s->conns = t->next;
+    if (t->next) t->next->prev = t->prev;
+    free(t);
+    *socket_ctx = NULL;
+  }
+}
+
 static void on_completed (void *cls, struct MHD_Connection *c, void **ctx,
                           enum MHD_RequestTerminationCode toe) {
   exchange *ex = *ctx;
+  conntrack *t = http_track(c);
+  server *s = cls;
+  /* kept alive: its next request has the same time to arrive */
+  if (t) t->deadline = uv_now(orch_uv()) + s->request_ms;
   if (ex == NULL) return;
   *ctx = NULL;
   if (ex->state == EX_QUEUED || ex->state == EX_ACCEPTED) http_unlink_exchange(ex->srv, ex);
@@ -267,15 +313,37 @@ static unsigned http_connections (server *s) {
   return di ? di->num_connections : 0;
 }
 
+/*
+** Ends the connections past their deadline: shutdown, not close, as MHD
+** owns the socket; its next read sees the end and it closes as usual.
+** Returns the ms until the next deadline, or 0 if none is set.
+*/
+static uint64_t http_expire (server *s) {
+  uint64_t now = uv_now(orch_uv()), next = 0;
+  conntrack *t;
+  for (t = s->conns; t; t = t->next) {
+    if (t->deadline == 0) continue;
+    if (t->deadline <= now) {
+      shutdown(t->fd, SHUT_RDWR);
+      t->deadline = 0;
+    } else if (next == 0 || t->deadline - now < next) {
+      next = t->deadline - now;
+    }
+  }
+  return next;
+}
+
 /* MHD does its work, then says when it next needs to run. */
 static void server_run (server *s) {
   MHD_UNSIGNED_LONG_LONG ms = 0;
   unsigned before;
+  uint64_t expiry;
   int timed;
   if (s->state == SRV_STOPPED) return;
   before = http_connections(s);
   MHD_run(s->mhd);
   timed = MHD_get_timeout(s->mhd, &ms) == MHD_YES;
+  if ((expiry = http_expire(s)) != 0 && (!timed || expiry < ms)) { ms = expiry; timed = 1; }
   /* At max_connections MHD stops watching the listen socket, and watches
   ** it again only at the start of a run: run again once one has gone. */
   if (http_connections(s) < before) { ms = 0; timed = 1; }
@@ -344,7 +412,7 @@ static lua_Integer http_opt_integer (lua_State *L, const char *name, lua_Integer
 
 static void http_check_options (lua_State *L) {
   static const char *const known[] = {"host", "port", "max_body", "timeout",
-                                      "max_connections", NULL};
+                                      "max_connections", "max_per_address", "request_timeout", NULL};
   lua_pushnil(L);
   while (lua_next(L, 1)) {
     int i = 0;
@@ -375,7 +443,12 @@ static int http_listen_on (const struct sockaddr *sa, socklen_t len, int backlog
 
 /*
 ** http.listen{ host = "127.0.0.1", port = 0, max_body = 1 MiB, timeout = 30,
-**   max_connections = 64 } -> server | nil, "host:port: reason", "CODE"
+**   max_connections = 64, max_per_address = 8, request_timeout = 10 }
+**   -> server | nil, "host:port: reason", "CODE"
+** timeout is MHD's, for idle connections; request_timeout bounds the time
+** a request (head and body) takes to arrive, however it trickles in; one
+** client address holds at most max_per_address connections, so room is
+** left for the others.
 ** We bind the socket ourselves, so errno reaches the caller intact. MHD
 ** runs without threads: the loop drives it through its epoll fd.
 */
@@ -385,7 +458,7 @@ static int http_listen (lua_State *L) {
   socklen_t len;
   server **box, *s;
   const char *host;
-  lua_Integer port, max_body, timeout, max_conns;
+  lua_Integer port, max_body, timeout, max_conns, per_address, request_timeout;
   int fd, r;
   char subject[80], service[8];
   if (lua_isnoneornil(L, 1)) { lua_settop(L, 0); lua_newtable(L); }
@@ -400,6 +473,8 @@ static int http_listen (lua_State *L) {
   max_body = http_opt_integer(L, "max_body", 1048576, 0);
   timeout = http_opt_integer(L, "timeout", 30, 1);
   max_conns = http_opt_integer(L, "max_connections", 64, 1);
+  per_address = http_opt_integer(L, "max_per_address", 8, 1);
+  request_timeout = http_opt_integer(L, "request_timeout", 10, 1);
   luaL_argcheck(L, port <= 65535, 1, "port must be 0..65535");
   memset(&hints, 0, sizeof hints);
   hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV;   /* never a lookup */
@@ -420,12 +495,15 @@ static int http_listen (lua_State *L) {
   http_format_addr((struct sockaddr *)&ss, s->address, sizeof s->address);
   s->port = atoi(strrchr(s->address, ':') + 1);
   s->max_body = (size_t)max_body;
+  s->request_ms = (uint64_t)request_timeout * 1000;
   s->mhd = MHD_start_daemon(MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME
                             | (ss.ss_family == AF_INET6 ? MHD_USE_IPv6 : 0),
     0, NULL, NULL, on_request, s,
     MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd,
     MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)timeout,
     MHD_OPTION_CONNECTION_LIMIT, (unsigned int)max_conns,
+    MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned int)per_address,
+    MHD_OPTION_NOTIFY_CONNECTION, on_connection, s,
     MHD_OPTION_URI_LOG_CALLBACK, on_uri, s,
     MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
     MHD_OPTION_END);

@@ -133,6 +133,63 @@ describe("orch serve", function()
     assert.equals("d-1\nd-2\n", support.read(dir .. "/ran"))
   end)
 
+  -- n connections to port from 127.0.0.1 that send a request head one
+  -- line every `every` seconds, `lines` times (bounded), in bash; each
+  -- prints "up" once connected, and "cut" when the server ends it
+  local function slow_clients(port, n, every, lines)
+    local script = ([[
+trap '' PIPE
+for i in $(seq %d); do
+  ( exec 3<>/dev/tcp/127.0.0.1/%d || exit 0
+    echo up
+    printf 'POST /hooks/p HTTP/1.1\r\nHost: x\r\n' >&3
+    for j in $(seq %d); do sleep %g; printf 'X-Slow: %%s\r\n' "$j" >&3 2>/dev/null || { echo cut; exit 0; }; done
+    echo never-cut ) &
+done
+wait]]):format(n, port, lines, every)
+    return assert(proc.spawn({ argv = { "bash", "-c", script } }))
+  end
+
+  it("keeps answering webhooks while one client holds many slow connections (#11)", function()
+    local s = serve([[pipeline "p" { triggers = { "webhook" }, stage "s" { sh = "true" } }]],
+      { "--listen", "127.0.0.1:0", "--request-timeout", "60" })
+    local port = tonumber(s.url:match(":(%d+)$"))
+    local attack = slow_clients(port, 64, 0.5, 30)
+    finally(function() attack:kill("KILL"); attack:close() end)
+    -- all 64 connected, and the server holds no more of them than it lets
+    -- one address have, before the webhook comes
+    local up = ""
+    while select(2, up:gsub("up\n", "")) < 64 do
+      local stream, chunk = attack:read()
+      assert(stream, "the slow clients ended: " .. up)
+      up = up .. chunk
+    end
+    support.eventually(function()
+      local r = proc.run({ "ss", "-Htn", "state", "established", "( sport = :" .. port .. " )" })
+      return select(2, r.stdout:gsub("\n", "")) <= 8
+    end, "the connections past 8 to be refused")
+    local body = '{"n":1}'
+    local res = proc.run({ "curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "1",
+      "--interface", "127.0.0.2", "-H", "X-Hub-Signature-256: " .. signature(body), "-H", "X-GitHub-Delivery: d-1",
+      "--data-binary", body, s.url .. "/hooks/p" })
+    assert.equals("202", res.stdout)
+  end)
+
+  it("cuts off a client that sends its request too slowly (#11)", function()
+    local s = serve([[pipeline "p" { triggers = { "webhook" }, stage "s" { sh = "true" } }]],
+      { "--listen", "127.0.0.1:0", "--request-timeout", "1" })
+    local slow = slow_clients(tonumber(s.url:match(":(%d+)$")), 1, 0.2, 50)   -- 10 s at most
+    local out = ""
+    while true do
+      local stream, chunk = slow:read()
+      if not stream then break end
+      out = out .. chunk
+    end
+    slow:wait()
+    slow:close()
+    assert.equals("up\ncut\n", out)
+  end)
+
   it("listens on 127.0.0.1 unless told otherwise, and refuses a body over --max-body", function()
     local s = serve([[pipeline "p" { triggers = { "webhook" }, stage "s" { sh = "touch $D/ran" } }]],
       { "--listen", "0", "--max-body", "64" })

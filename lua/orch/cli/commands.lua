@@ -176,7 +176,10 @@ One long-running process for the pipelines of FILE: schedule triggers fire
 on their cron expressions (local time); commit triggers poll a git
 repository's branch and run once per new head (ORCH_COMMIT); webhook
 triggers answer POST /hooks/NAME when the X-Hub-Signature-256 header holds
-the HMAC-SHA256 of the body with the pipeline's secret (401 otherwise).
+the HMAC-SHA256 of the body with the pipeline's secret (401 otherwise),
+once per body (409 for a replay, whatever X-GitHub-Delivery says). A
+client that sends its request too slowly is cut off (--request-timeout),
+and one address holds at most --max-per-client connections.
 A pipeline never runs twice at once: a trigger while it runs is queued
 once (on_busy = "queue") or dropped (on_busy = "skip"). SIGTERM or Ctrl-C
 stops taking triggers, lets running stages finish for --grace seconds,
@@ -185,6 +188,8 @@ then stops them; a second signal stops them at once.]],
     { short = "-f", long = "--file", arg = "FILE", help = "the file that defines the pipelines" },
     { long = "--listen", arg = "HOST:PORT", default = "127.0.0.1:8080", help = "where webhooks are served (default 127.0.0.1:8080; port 0 picks one)" },
     { long = "--max-body", arg = "BYTES", number = true, default = 1048576, help = "largest webhook body accepted (default 1 MiB)" },
+    { long = "--request-timeout", arg = "SECONDS", number = true, default = 10, help = "a request must arrive whole (head and body) within this, however slowly it trickles (default 10)" },
+    { long = "--max-per-client", arg = "N", number = true, default = 8, help = "connections one client address may hold open (default 8, of 64)" },
     { long = "--grace", arg = "SECONDS", number = true, default = 30, help = "how long running stages may finish after SIGTERM (default 30)" },
     { long = "--jobs", arg = "N", number = true, default = 4, help = "stages at once, per pipeline run (default 4)" },
     { short = "-i", long = "--inventory", arg = "FILE", multi = true, help = "hosts for stages with on = SELECTOR (repeatable)" },

@@ -209,7 +209,8 @@ function Server:listen()
   if not host then host, port = "", listen:match("^(%d+)$") end
   if not port then return nil, ("--listen expects HOST:PORT or PORT, got '%s'"):format(listen) end
   if host == "" then host = "127.0.0.1" end
-  local srv, err = http.listen({ host = host, port = tonumber(port), max_body = math.tointeger(self.opts.max_body) })
+  local srv, err = http.listen({ host = host, port = tonumber(port), max_body = math.tointeger(self.opts.max_body),
+    request_timeout = math.tointeger(self.opts.request_timeout), max_per_address = math.tointeger(self.opts.max_per_client) })
   if not srv then return nil, err end
   self.http = srv
   self:emit({ event = "listening", address = srv:address() })
