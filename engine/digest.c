@@ -1,5 +1,6 @@
 /*
-** digest.c: orch.core.digest, SHA-256 of files and strings, HMAC-SHA256 and
+** digest.c: orch.core.digest, SHA-256 of files and strings, HMAC-SHA256
+** (webhooks), HMAC-SHA1 (hashed known_hosts names) and
 ** a timing-safe compare, from libcrypto. A module opened on first use
 ** (main.c): loading libcrypto was a third of every orch start, and most
 ** commands hash nothing. fs.sha256 and fs.sha256_data forward here.
@@ -94,6 +95,20 @@ static int digest_hmac_sha256 (lua_State *L) {
   return 1;
 }
 
+/* digest.hmac_sha1(key, data) -> hex, as OpenSSH hashes known_hosts names */
+static int digest_hmac_sha1 (lua_State *L) {
+  size_t klen, dlen;
+  const char *key = luaL_checklstring(L, 1, &klen);
+  const char *data = luaL_checklstring(L, 2, &dlen);
+  unsigned char mac[EVP_MAX_MD_SIZE];
+  unsigned int n = 0;
+  luaL_argcheck(L, klen <= 0x7fffffff, 1, "key too long");
+  if (HMAC(EVP_sha1(), key, (int)klen, (const unsigned char *)data, dlen, mac, &n) == NULL)
+    return luaL_error(L, "hmac_sha1 failed in libcrypto");
+  digest_push_hex(L, mac, n);
+  return 1;
+}
+
 /* digest.equal(a, b): a timing-safe compare; only the lengths may leak. */
 static int digest_equal (lua_State *L) {
   size_t la, lb;
@@ -105,7 +120,8 @@ static int digest_equal (lua_State *L) {
 
 static const luaL_Reg digest_funcs[] = {
   {"sha256", digest_sha256}, {"sha256_data", digest_sha256_data},
-  {"hmac_sha256", digest_hmac_sha256}, {"equal", digest_equal}, {NULL, NULL}
+  {"hmac_sha256", digest_hmac_sha256}, {"hmac_sha1", digest_hmac_sha1},
+  {"equal", digest_equal}, {NULL, NULL}
 };
 
 int luaopen_orch_core_digest (lua_State *L) {

@@ -1,7 +1,7 @@
 /*
 ** ssh_auth.c: who is on the other end and who we are: a session's host key
-** checked against known_hosts (with its SHA256 fingerprint, as ssh-keygen
-** shows it), and authentication by key file, password or ssh-agent, each
+** (with its SHA256 fingerprint, as ssh-keygen shows it; known_hosts is
+** read in host/known_hosts.lua), and authentication by key file, password or ssh-agent, each
 ** step driven by the event loop like any other operation.
 */
 #include <errno.h>
@@ -28,20 +28,6 @@ static const char *ssh_key_type_name (int type) {
   }
 }
 
-static int ssh_knownhost_key_bits (int type) {
-  switch (type) {
-    case LIBSSH2_HOSTKEY_TYPE_RSA: return LIBSSH2_KNOWNHOST_KEY_SSHRSA;
-    case LIBSSH2_HOSTKEY_TYPE_DSS: return LIBSSH2_KNOWNHOST_KEY_SSHDSS;
-    case LIBSSH2_HOSTKEY_TYPE_ECDSA_256: return LIBSSH2_KNOWNHOST_KEY_ECDSA_256;
-    case LIBSSH2_HOSTKEY_TYPE_ECDSA_384: return LIBSSH2_KNOWNHOST_KEY_ECDSA_384;
-    case LIBSSH2_HOSTKEY_TYPE_ECDSA_521: return LIBSSH2_KNOWNHOST_KEY_ECDSA_521;
-#ifdef LIBSSH2_HOSTKEY_TYPE_ED25519
-    case LIBSSH2_HOSTKEY_TYPE_ED25519: return LIBSSH2_KNOWNHOST_KEY_ED25519;
-#endif
-    default: return LIBSSH2_KNOWNHOST_KEY_UNKNOWN;
-  }
-}
-
 /* [..] -> [.., "SHA256:base64"] of a raw key blob, as ssh-keygen -l shows */
 static void ssh_push_fingerprint (lua_State *L, const unsigned char *key, size_t len) {
   unsigned char md[32], b64[48];
@@ -56,114 +42,24 @@ static void ssh_push_fingerprint (lua_State *L, const unsigned char *key, size_t
 }
 
 /*
-** sess:check_host_key(known_hosts, host, port [, accept_new]) ->
-** "match" | "added" | nil, message, "EHOSTKEY_CHANGED" | "EHOSTKEY_UNKNOWN"
-** The message of a changed key shows both fingerprints.
+** sess:host_key() -> type name, fingerprint, the key blob as base64 (as a
+** known_hosts line holds it); nothing before the handshake. Whether to
+** trust it is host/known_hosts.lua's to say.
 */
-static int ssh_check_host_key (lua_State *L) {
-  ssh_session *s = orch_ssh_check(L, 1);
-  const char *file = luaL_checkstring(L, 2);
-  const char *host = luaL_checkstring(L, 3);
-  int port = (int)luaL_checkinteger(L, 4);
-  int accept_new = lua_toboolean(L, 5);
-  size_t len;
-  int type, rc, mask;
-  const char *key = libssh2_session_hostkey(s->s, &len, &type);
-  LIBSSH2_KNOWNHOSTS *kh;
-  struct libssh2_knownhost *entry = NULL;
-  if (key == NULL) return orch_failmsg(L, "EHOSTKEY", "%s: the server sent no host key", s->label);
-  kh = libssh2_knownhost_init(s->s);
-  if (kh == NULL) return luaL_error(L, "out of memory");
-  /* A missing file is an empty one. One libssh2 can't parse (an
-  ** @cert-authority line) is used as far as it could read, as OpenSSH skips
-  ** lines it doesn't understand: a host below is then unknown, not trusted. */
-  rc = libssh2_knownhost_readfile(kh, file, LIBSSH2_KNOWNHOST_FILE_OPENSSH);
-  if (rc == LIBSSH2_ERROR_FILE && access(file, F_OK) == 0 && access(file, R_OK) != 0) {
-    int err = errno;
-    libssh2_knownhost_free(kh);
-    return orch_fail(L, file, err);
-  }
-  mask = LIBSSH2_KNOWNHOST_TYPE_PLAIN | LIBSSH2_KNOWNHOST_KEYENC_RAW | ssh_knownhost_key_bits(type);
-  rc = libssh2_knownhost_checkp(kh, host, port, key, len, mask, &entry);
-  if (rc == LIBSSH2_KNOWNHOST_CHECK_FAILURE) {
-    libssh2_knownhost_free(kh);
-    return orch_failmsg(L, "EHOSTKEY", "%s: cannot check the host key against %s", s->label, file);
-  }
-  if (rc == LIBSSH2_KNOWNHOST_CHECK_MATCH) {
-    libssh2_knownhost_free(kh);
-    lua_pushliteral(L, "match");
-    return 1;
-  }
-  if (rc == LIBSSH2_KNOWNHOST_CHECK_MISMATCH) {
-    /* the entry's key is base64 of the blob: decode it to fingerprint it */
-    unsigned char blob[8192];
-    int n = entry && entry->key ? EVP_DecodeBlock(blob, (const unsigned char *)entry->key,
-                                                  (int)strlen(entry->key)) : -1;
-    size_t klen = strlen(entry && entry->key ? entry->key : "");
-    luaL_pushfail(L);
-    ssh_push_fingerprint(L, (const unsigned char *)key, len);   /* [nil, offered] */
-    if (n > 0) {
-      while (klen > 0 && entry->key[klen - 1] == '=') { n--; klen--; }  /* padding decodes to 0s */
-      ssh_push_fingerprint(L, blob, (size_t)n);
-    } else {
-      lua_pushliteral(L, "(unreadable)");
-    }                                                       /* [nil, offered, known] */
-    lua_pushfstring(L, "%s: HOST KEY CHANGED: the server offers %s key %s, but %s has %s for "
-                    "this host; refusing to connect (if the change is expected, remove the old "
-                    "entry: ssh-keygen -R '[%s]:%d' -f %s)", s->label, ssh_key_type_name(type),
-                    lua_tostring(L, -2), file, lua_tostring(L, -1), host, port, file);
-    lua_replace(L, -3);
-    lua_pop(L, 1);
-    lua_pushliteral(L, "EHOSTKEY_CHANGED");
-    libssh2_knownhost_free(kh);
-    return 3;
-  }
-  if (!accept_new) {
-    libssh2_knownhost_free(kh);
-    luaL_pushfail(L);
-    ssh_push_fingerprint(L, (const unsigned char *)key, len);
-    lua_pushfstring(L, "%s: unknown host key (%s %s) not in %s; add it (ssh-keyscan -p %d %s >> %s) "
-                    "or set host_key_checking = \"accept-new\"", s->label, ssh_key_type_name(type),
-                    lua_tostring(L, -1), file, port, host, file);
-    lua_remove(L, -2);
-    lua_pushliteral(L, "EHOSTKEY_UNKNOWN");
-    return 3;
-  }
-  {  /* accept-new: append the line ourselves; writefile would rewrite the file */
-    char line[16384], name[300];
-    size_t outlen = 0;
-    struct libssh2_knownhost *added = NULL;
-    FILE *f;
-    if (port == 22) snprintf(name, sizeof name, "%s", host);
-    else snprintf(name, sizeof name, "[%s]:%d", host, port);
-    rc = libssh2_knownhost_addc(kh, name, NULL, key, len, NULL, 0, mask, &added);
-    if (rc == 0) rc = libssh2_knownhost_writeline(kh, added, line, sizeof line, &outlen,
-                                                  LIBSSH2_KNOWNHOST_FILE_OPENSSH);
-    libssh2_knownhost_free(kh);
-    if (rc != 0) return orch_failmsg(L, "EHOSTKEY", "%s: cannot record the host key", s->label);
-    f = fopen(file, "ae");
-    if (f == NULL) return orch_fail(L, file, errno);
-    if (fwrite(line, 1, outlen, f) != outlen) {
-      int err = errno;
-      fclose(f);
-      return orch_fail(L, file, err);
-    }
-    if (fclose(f) != 0) return orch_fail(L, file, errno);
-    lua_pushliteral(L, "added");
-    return 1;
-  }
-}
-
-/* sess:host_key() -> type name, fingerprint */
 static int ssh_host_key (lua_State *L) {
   ssh_session *s = orch_ssh_check(L, 1);
   size_t len;
   int type;
+  unsigned char *b64;
   const char *key = libssh2_session_hostkey(s->s, &len, &type);
   if (key == NULL) return 0;
   lua_pushstring(L, ssh_key_type_name(type));
   ssh_push_fingerprint(L, (const unsigned char *)key, len);
-  return 2;
+  luaL_argcheck(L, len < (1u << 20), 1, "host key too large");
+  b64 = (unsigned char *)lua_newuserdatauv(L, 4 * ((len + 2) / 3) + 1, 0);
+  lua_pushlstring(L, (const char *)b64, (size_t)EVP_EncodeBlock(b64, (const unsigned char *)key, (int)len));
+  lua_remove(L, -2);
+  return 3;
 }
 
 
@@ -330,7 +226,7 @@ static int ssh_auth_agent (lua_State *L) {
 /* [methods] -> [methods]: adds host key and authentication methods */
 void orch_ssh_auth_methods (lua_State *L) {
   static const luaL_Reg auth_methods[] = {
-    {"host_key", ssh_host_key}, {"check_host_key", ssh_check_host_key},
+    {"host_key", ssh_host_key},
     {"auth_methods", ssh_auth_methods}, {"auth_key", ssh_auth_key},
     {"auth_password", ssh_auth_password}, {"auth_agent", ssh_auth_agent},
     {NULL, NULL}

@@ -1,5 +1,7 @@
 -- secret.lua: values marked secret(v): shown as "(sensitive)" everywhere
 -- and scrubbed from any text orch emits or stores.
+local base64 = require("orch.base64")
+
 local M = {}
 
 local Secret = { __name = "orch.secret" }
@@ -9,20 +11,6 @@ local known = {}      -- every secret value seen in this process, for scrubbing
 local count = 0
 
 function Secret.__tostring() return "(sensitive)" end
-
-local B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
-
-local function base64(text)
-  return (text:gsub("..?.?", function(g)
-    local a, b, c = g:byte(1, 3)
-    local n, out = (a << 16) | ((b or 0) << 8) | (c or 0), {}
-    for i = 1, #g + 1 do
-      local d = (n >> (6 * (4 - i))) & 63
-      out[i] = B64:sub(d + 1, d + 1)
-    end
-    return table.concat(out)
-  end))
-end
 
 -- The forms a value leaks in besides its own, as CI runners mask them: its
 -- base64 at each of the three byte alignments (the part bytes around it
@@ -34,7 +22,7 @@ local function forms_of(value)
   add((value:gsub("[^%w%-._~]", function(ch) return ("%%%02X"):format(ch:byte()) end)))
   if #value >= 5 then
     for shift = 0, 2 do
-      local enc = base64(("\0"):rep(shift) .. value)
+      local enc = base64.encode(("\0"):rep(shift) .. value)
       local full = (#value + shift) // 3 * 4     -- whole groups only
       add(enc:sub(({ 1, 3, 4 })[shift + 1], full))
     end

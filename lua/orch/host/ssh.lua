@@ -4,6 +4,7 @@
 -- `~` is $HOME, so a user or a spec can point orch at another home.
 local core = require("orch.core.ssh")
 local fs = require("orch.core.fs")
+local known_hosts = require("orch.host.known_hosts")
 
 local M = {}
 
@@ -16,10 +17,7 @@ local function expand(path)
   return path
 end
 
-local function glob_match(pattern, name)
-  local lua = "^" .. pattern:gsub("[%^%$%(%)%%%.%[%]%+%-]", "%%%0"):gsub("%*", ".*"):gsub("%?", ".") .. "$"
-  return name:match(lua) ~= nil
-end
+local glob_match = known_hosts.glob_match
 
 --- The ~/.ssh/config settings for `name` that orch honours: { hostname,
 -- user, port, identityfile = { ... } }. First value wins, as in ssh.
@@ -146,7 +144,13 @@ function M.connect(h)
   local checking = h.host_key_checking or "yes"
   if checking ~= "no" then
     local known = expand(h.known_hosts) or (home() .. "/.ssh/known_hosts")
-    local ok, kerr, kcode = sess:check_host_key(known, name, port, checking == "accept-new")
+    local ktype, fingerprint, blob = sess:host_key()
+    local key = { type = ktype, fingerprint = fingerprint, blob = blob }
+    local ok, kerr, kcode = known_hosts.check(known, name, port, key)
+    if not ok and kcode == "EHOSTKEY_UNKNOWN" and checking == "accept-new" then
+      ok, kerr = known_hosts.add(known, name, port, key)
+      kcode = "EHOSTKEY"
+    end
     if not ok then
       sess:close()
       return nil, ("%s: %s"):format(h.name, kerr), kcode
