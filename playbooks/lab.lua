@@ -20,6 +20,7 @@ end
 local pubkey = assert(fs.read(key .. ".pub"))
 
 variable "hosts" { type = "number", default = 3 }
+variable "port" { type = "number", default = 8080 }   -- where the load balancer listens
 variable "db_password" { default = "lab-demo-password", sensitive = true }
 
 local web, targets, known = {}, {}, ""
@@ -32,7 +33,7 @@ end
 
 local db = resource "lab.database" "app" { name = "app", user = "app", password = var.db_password }
 
-local lb = resource "lab.load_balancer" "front" { name = "front", listen = 8080, targets = targets,
+local lb = resource "lab.load_balancer" "front" { name = "front", listen = var.port, targets = targets,
   health_check = "/" }
 
 -- The hosts' keys, as apply learns them: SSH checks each host against it.
@@ -41,11 +42,11 @@ resource "file" "known_hosts" { path = known_hosts, content = known, mode = "060
 
 for i = 1, var.hosts do
   host ("web" .. i) { address = web[i].address, user = "root", key_file = key, known_hosts = known_hosts,
-    roles = { "web" }, vars = { db_url = db.lab_url } }
+    roles = { "web" }, vars = { db_url = db.lab_url, dir = web[i].dir } }
 end
 
--- The app: in each host's own folder (lab.host's, so it goes when the
--- host does), started in the host's namespace, on its own address.
+-- The app: in each host's own folder (lab.host's `dir`, so it goes when
+-- the host does), started in the host's namespace, on its own address.
 local APP = [[
 import http.server, subprocess, sys
 name, env_path = sys.argv[1], sys.argv[2]
@@ -72,7 +73,7 @@ http.server.ThreadingHTTPServer(("0.0.0.0", 80), Hello).serve_forever()
 ]]
 
 play "web app" { on = "role:web", function(h)
-  local home = ("%s/hosts/%s/www"):format(dir, h.name)
+  local home = h.vars.dir .. "/www"
   directory { home }
   file { home .. "/app.py", content = APP }
   env_file { home .. "/app.env", vars = { APP_HOST = h.name, DATABASE_URL = h.vars.db_url } }

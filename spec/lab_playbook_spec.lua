@@ -2,6 +2,7 @@ local support = require("spec.helpers.support")
 local lab_state = require("spec.helpers.lab")
 local fs = require("orch.core.fs")
 local proc = require("orch.proc")
+local ports = require("spec.helpers.ports")
 
 -- playbooks/lab.lua end to end through plan / apply / destroy: real
 -- namespaces with sshd, PostgreSQL, HAProxy, a play over SSH (#6). Another
@@ -9,26 +10,30 @@ local proc = require("orch.proc")
 describe("playbooks/lab.lua #machine", function()
   local why = lab_state.unmet({ "ip", "ssh-keygen", "sshd", "psql", "haproxy", "python3", "curl" })
   if why then pending(why) return end
-  local dir
+  local dir, port
   before_each(function()
     dir = support.tmpdir()
+    port = ports.free(1)[1]   -- another checkout's lab may hold 8080
     assert(fs.chmod(dir, "0755"))
     support.write(dir .. "/lab.lua", support.read(support.root .. "/playbooks/lab.lua"))
   end)
   after_each(function()
-    support.orch("destroy", dir .. "/lab.lua", "--auto-approve", "-var", "hosts=2")
+    support.orch("destroy", dir .. "/lab.lua", "--auto-approve", "-var", "hosts=2", "-var", "port=" .. port)
     support.remove_tree(dir)
   end)
 
   local function orch(cmd, ...)
-    return support.orch(cmd, dir .. "/lab.lua", "-var", "hosts=2", ...)
+    return support.orch(cmd, dir .. "/lab.lua", "-var", "hosts=2", "-var", "port=" .. port, ...)
   end
+
+  -- what the lab calls host `name` of this checkout's state
+  local function ns(name) return lab_state.netns(lab_state.state_id(dir .. "/.orch/state.db", "default"), name) end
 
   -- curl on the load balancer until both hosts have answered
   local function answers()
     local seen = {}
     support.eventually(function()
-      local res = proc.run({ "curl", "-s", "-m", "2", "http://127.0.0.1:8080/" })
+      local res = proc.run({ "curl", "-s", "-m", "2", ("http://127.0.0.1:%d/"):format(port) })
       -- each app logs in to the database over the lab network
       local who = res.stdout:match("^hello from (web%d) %(database 10%.77%.0%.1:%d+/app: connected%)")
       if who then seen[who] = true end
@@ -49,32 +54,37 @@ describe("playbooks/lab.lua #machine", function()
     local known = support.read(dir .. "/.orch/lab/known_hosts")
     assert.matches("^10%.77%.0%.%d+ ssh%-ed25519 %S+\n10%.77%.0%.%d+ ssh%-ed25519 %S+\n$", known)
 
+    -- state shows the namespace's real name
+    res = support.orch("state", "show", "lab.host.web2", "-f", dir .. "/lab.lua")
+    assert.matches('netns%s+= "' .. ns("web2"):gsub("%-", "%%-") .. '"', res.stdout)
+
     -- a namespace deleted by hand: plan sees it, apply brings it back
-    assert(proc.run({ "ip", "netns", "pids", "orch-web2" }).ok)
-    for pid in proc.run({ "ip", "netns", "pids", "orch-web2" }).stdout:gmatch("%d+") do
+    assert(proc.run({ "ip", "netns", "pids", ns("web2") }).ok)
+    for pid in proc.run({ "ip", "netns", "pids", ns("web2") }).stdout:gmatch("%d+") do
       proc.run({ "kill", "-9", pid })
     end
-    assert(proc.run({ "ip", "netns", "del", "orch-web2" }).ok)
+    assert(proc.run({ "ip", "netns", "del", ns("web2") }).ok)
     res = orch("plan", "--detailed-exitcode")
     assert.equals(2, res.code, res.stdout .. res.stderr)
     assert.matches("! lab.host.web2 was deleted outside orch", res.stdout, 1, true)
     assert.matches("+ lab.host.web2  will be created", res.stdout, 1, true)
     res = orch("apply", "--auto-approve")
     assert.equals(0, res.code, res.stdout .. res.stderr)
-    assert.is_true(lab_state.namespaces()["orch-web2"])
+    assert.is_true(lab_state.namespaces()[ns("web2")])
     answers()
 
     -- the database's cluster, named after the playbook's lab folder
-    local db_root = lab_state.db_root(dir .. "/.orch/lab")
+    local db_root = lab_state.db_root(fs.realpath(dir) .. "/.orch/lab", lab_state.state_id(dir .. "/.orch/state.db", "default"))
     assert.truthy(fs.stat(db_root))
 
     res = orch("destroy", "--auto-approve")
     assert.equals(0, res.code, res.stdout .. res.stderr)
     local namespaces, links = lab_state.namespaces(), lab_state.links()
-    for _, name in ipairs({ "orch-web1", "orch-web2" }) do
-      assert.is_nil(namespaces[name])
-      assert.is_nil(links[name])
-      assert.is_nil(fs.stat(lab_state.CLAIMS .. "/" .. name))
+    local id = lab_state.state_id(dir .. "/.orch/state.db", "default")
+    for _, name in ipairs({ "web1", "web2" }) do
+      assert.is_nil(namespaces[ns(name)])
+      assert.is_nil(links[lab_state.link(id, name)])
+      assert.is_nil(fs.stat(lab_state.CLAIMS .. "/" .. ns(name)))
     end
     assert.equals(lab_state.bridge_held(), lab_state.has_bridge())   -- unless another lab holds it
     assert.is_nil(fs.stat(db_root))

@@ -29,6 +29,12 @@ local processes_under = support.processes_with
 local tag = support.pid() % 100000
 local function unique(prefix) return ("%s%05d"):format(prefix, tag) end
 
+-- What a host `name` of this lab is called on the machine (its ctx has no
+-- state id: the provider's folder stands for it).
+local function ns_of(lab, name) return lab_state.netns(lab_state.scope(lab.ctx.dir), name) end
+local function link_of(lab, name) return lab_state.link(lab_state.scope(lab.ctx.dir), name) end
+local function dir_of(lab, name) return lab.ctx.dir .. "/hosts/" .. lab_state.scope(lab.ctx.dir) .. "-" .. name end
+
 -- A temp folder (0711: postgres passes through it), a ctx, a client key.
 local function new_lab()
   local dir = support.tmpdir()
@@ -54,7 +60,7 @@ local function cleanup(lab)
     pcall(lab.made[i].typedef.delete, lab.ctx, lab.made[i].state)
   end
   for _, m in ipairs(lab.made) do
-    if m.typedef == host_t then proc.run({ "ip", "netns", "del", "orch-" .. m.state.name }) end
+    if m.typedef == host_t then proc.run({ "ip", "netns", "del", m.state.netns or ns_of(lab, m.state.name) }) end
   end
   for _, p in ipairs(processes_under(lab.dir)) do proc.run({ "kill", "-9", p:match("^%d+") }) end
   support.remove_tree(lab.dir)
@@ -91,7 +97,9 @@ describe("lab.host #machine", function()
     assert.is_nil(host_t.read(lab.ctx, { name = name }))
     assert.is_nil(fs.stat(lab.ctx.dir))   -- read changes nothing, not even a folder
     local h, want = new_host(lab, name)
-    assert.truthy(namespaces()["orch-" .. name])
+    assert.truthy(namespaces()[ns_of(lab, name)])
+    assert.equals(ns_of(lab, name), h.netns)
+    assert.equals(link_of(lab, name), h.interface)
     assert.matches("^10%.77%.0%.%d+$", h.address)
     assert.equals(22, h.ssh_port)
     assert.matches("^ssh%-ed25519 AAAA%S+$", h.host_key)
@@ -108,7 +116,7 @@ describe("lab.host #machine", function()
     assert.same(h, host_t.apply(lab.ctx, want, have, {}))   -- nothing to do: same sshd, same key
 
     -- the namespace deleted by hand: absent; apply makes it again
-    run({ "ip", "netns", "del", "orch-" .. name })
+    run({ "ip", "netns", "del", h.netns })
     assert.is_nil(host_t.read(lab.ctx, h))
     local h2 = host_t.apply(lab.ctx, want, nil, {})
     assert.falsy(support.alive(h.pid))
@@ -123,10 +131,10 @@ describe("lab.host #machine", function()
 
     host_t.delete(lab.ctx, h3)
     assert.is_nil(host_t.read(lab.ctx, h3))
-    assert.is_nil(namespaces()["orch-" .. name])
-    assert.is_nil(links()["orch-" .. name])
+    assert.is_nil(namespaces()[ns_of(lab, name)])
+    assert.is_nil(links()[link_of(lab, name)])
     assert.same({}, processes_under(lab.dir))
-    assert.is_nil(fs.stat(lab.ctx.dir .. "/hosts/" .. name))
+    assert.is_nil(fs.stat(dir_of(lab, name)))
     -- the bridge goes with the last thing on it, which may be another project's
     assert.equals(lab_state.bridge_held(), lab_state.has_bridge())
   end)
@@ -151,16 +159,16 @@ describe("lab.host #machine", function()
     assert.equals("10.77.0.250", c.address)
     local ok, err = pcall(new_host, lab, unique("d"), { address = a.address })
     assert.is_false(ok)
-    assert.matches("address " .. a.address:gsub("%.", "%%.") .. " is taken by orch%-" .. names[1], err)
-    assert.is_nil(namespaces()["orch-" .. unique("d")])   -- the failed one left nothing
+    assert.matches("address " .. a.address:gsub("%.", "%%.") .. " is taken by " .. ns_of(lab, names[1]):gsub("%-", "%%-"), err)
+    assert.is_nil(namespaces()[ns_of(lab, unique("d"))])   -- the failed one left nothing
 
     host_t.delete(lab.ctx, a)
     host_t.delete(lab.ctx, c)
     assert.is_true(lab_state.has_bridge())   -- b still uses it
     host_t.delete(lab.ctx, b)
     for _, name in ipairs({ names[1], names[2], unique("c") }) do
-      assert.is_nil(namespaces()["orch-" .. name])
-      assert.is_nil(links()["orch-" .. name])
+      assert.is_nil(namespaces()[ns_of(lab, name)])
+      assert.is_nil(links()[link_of(lab, name)])
     end
     assert.same({}, processes_under(lab.dir))
     assert.equals(lab_state.bridge_held(), lab_state.has_bridge())
@@ -184,8 +192,8 @@ describe("lab.host #machine", function()
     assert.are_not.equal(0, ssh(lab, h2, "true", lab.key).code)   -- the old key no longer logs in
     assert.same({}, host_t.diff(lab.ctx, want, host_t.read(lab.ctx, h2)))
 
-    run({ "ip", "-n", "orch-" .. name, "addr", "flush", "dev", "eth0" })
-    run({ "ip", "-n", "orch-" .. name, "addr", "add", "10.77.0.252/24", "dev", "eth0" })
+    run({ "ip", "-n", h.netns, "addr", "flush", "dev", "eth0" })
+    run({ "ip", "-n", h.netns, "addr", "add", "10.77.0.252/24", "dev", "eth0" })
     have = host_t.read(lab.ctx, h2)
     assert.equals("10.77.0.252", have.address)
     assert.same({ { attr = "address", from = "10.77.0.252", to = "10.77.0.251" } }, host_t.diff(lab.ctx, want, have))
@@ -196,15 +204,56 @@ describe("lab.host #machine", function()
     finally(function() cleanup(lab) end)
     local name = unique("cr")
     track(lab, host_t, { name = name })
-    -- a namespace with nothing in it, a stale folder, a claim of a dead orch
-    run({ "ip", "netns", "add", "orch-" .. name })
-    assert(fs.mkdir(lab.ctx.dir .. "/hosts/" .. name, "0700"))
-    support.write(lab.ctx.dir .. "/hosts/" .. name .. "/sshd_config", "garbage\n")
+    -- a namespace with nothing in it, a stale folder that says it is this
+    -- state's (create writes that first), a claim of a dead orch
+    run({ "ip", "netns", "add", ns_of(lab, name) })
+    assert(fs.mkdir(dir_of(lab, name), "0700"))
+    support.write(dir_of(lab, name) .. "/sshd_config", "garbage\n")
+    support.write(dir_of(lab, name) .. "/owner", ("lab state %s (%s)\n"):format(lab_state.scope(lab.ctx.dir), lab.ctx.dir))
     assert(fs.mkdir("/run/orch-lab") ~= nil)
-    support.write("/run/orch-lab/orch-" .. name, "10.77.0.2 999999999\n")
+    support.write("/run/orch-lab/" .. ns_of(lab, name), "10.77.0.2 999999999\n")
     local h = new_host(lab, name)
     assert.equals(0, ssh(lab, h, "true").code)
     assert.same(h, host_t.read(lab.ctx, h))
+  end)
+
+  it("refuses a namespace with its name that this state did not make, and leaves it alone (#11)", function()
+    local lab = new_lab()
+    finally(function() cleanup(lab) end)
+    local name = unique("fo")
+    local ns = ns_of(lab, name)
+    run({ "ip", "netns", "add", ns })
+    track(lab, host_t, { name = name })
+    local ok, err = pcall(new_host, lab, name)
+    assert.is_false(ok)
+    assert.matches(("lab.host %s: network namespace %s exists, but this state did not make it"):format(name, ns),
+      err, 1, true)
+    assert.truthy(namespaces()[ns])   -- not adopted, not removed
+    assert.is_nil(fs.stat(dir_of(lab, name)))
+  end)
+
+  it("gives two states that both declare a host of one name two hosts (#11)", function()
+    local lab = new_lab()
+    finally(function() cleanup(lab) end)
+    local name = unique("tw")
+    -- one project folder, two states (two workspaces, or two stores)
+    local ctx_a, ctx_b = {}, {}
+    for k, v in pairs(lab.ctx) do ctx_a[k], ctx_b[k] = v, v end
+    ctx_a.state_id, ctx_b.state_id = "aaaa01", "bbbb02"
+    local a = host_t.apply(ctx_a, { name = name, authorized_key = lab.pub }, nil, {})
+    track(lab, { delete = function() host_t.delete(ctx_a, a) end }, a)
+    local b = host_t.apply(ctx_b, { name = name, authorized_key = lab.pub }, nil, {})
+    track(lab, { delete = function() host_t.delete(ctx_b, b) end }, b)
+    assert.equals(lab_state.netns("aaaa01", name), a.netns)
+    assert.equals(lab_state.netns("bbbb02", name), b.netns)
+    assert.are_not.equal(a.address, b.address)
+    assert.are_not.equal(a.host_key, b.host_key)
+    assert.equals(0, ssh(lab, a, "true").code)
+    assert.equals(0, ssh(lab, b, "true").code)
+    host_t.delete(ctx_a, a)
+    assert.is_nil(host_t.read(ctx_a, a))
+    assert.same(b, host_t.read(ctx_b, b))   -- the other state's host is untouched
+    assert.equals(0, ssh(lab, b, "true").code)
   end)
 
   it("limits cpus and memory through cgroup v2, or says once that it cannot here", function()
@@ -216,7 +265,7 @@ describe("lab.host #machine", function()
     assert.same({ 1, 128, h.limits }, { have.cpus, have.memory, have.limits })
     new_host(lab, unique("cg2"), { cpus = 0.5 })
     if h.limits == "applied" then
-      local cg = "/sys/fs/cgroup/orch-lab/" .. name
+      local cg = "/sys/fs/cgroup/orch-lab/" .. lab_state.scope(lab.ctx.dir) .. "-" .. name
       assert.equals("100000 100000\n", support.read(cg .. "/cpu.max"))
       assert.equals(tostring(128 * 1024 * 1024) .. "\n", support.read(cg .. "/memory.max"))
       assert.matches("\n" .. h.pid .. "\n", "\n" .. support.read(cg .. "/cgroup.procs"))
@@ -300,7 +349,7 @@ describe("lab.database #machine", function()
     assert.are_not.equal(0, run({ "psql", "-X", "-At", "-w", old_url, "-c", "select 1" }).code)
 
     -- stopped by hand: absent; apply starts the same cluster, data kept
-    -- clusters live under /var/lib/orch-lab/<hash of ctx.dir>/ (the postgres user reaches it)
+    -- clusters live under /var/lib/orch-lab/<hash of ctx.dir>-<state id>/ (the postgres user reaches it)
     local data = lab_state.db_root(lab.ctx.dir)
     local sock = data .. "/db/" .. want.name
     assert.equals(0, run({ "psql", "-X", "-q", db2.url, "-c", "create table kept (x int)" }).code)

@@ -31,6 +31,15 @@ function M.dir(ctx)
   return dir
 end
 
+--- The short id (6 hex digits) of the state this lab belongs to: a state
+-- store and workspace (ctx.state_id), or for a caller without one, the
+-- provider's folder. It is in every machine-wide name a lab object has
+-- (namespace, link, cgroup, cluster), so two checkouts or two workspaces
+-- that both declare "web1" get two hosts.
+function M.scope(ctx)
+  return ctx.state_id or require("orch.core.fs").sha256_data(M.dir(ctx)):sub(1, 6)
+end
+
 --- The provider's folder, made if missing (before anything inside it, or
 -- mkdir would give every level the inner folder's mode). 0711: postgres
 -- must pass through it to its data dir; nobody needs to list it.

@@ -37,10 +37,11 @@ end
 
 -- Clusters live under /var/lib/orch-lab, not beside the playbook: the
 -- postgres user must reach them, and the playbook's .orch/ is closed to
--- others (it holds the state store). One folder per project: a hash of
--- the provider's folder.
+-- others (it holds the state store). One folder per project and state:
+-- a hash of the provider's folder, then the state's id.
 local function db_root(ctx)
-  return "/var/lib/orch-lab/" .. require("orch.core.fs").sha256_data(common.dir(ctx)):sub(1, 12)
+  return ("/var/lib/orch-lab/%s-%s"):format(require("orch.core.fs").sha256_data(common.dir(ctx)):sub(1, 12),
+    common.scope(ctx))
 end
 
 local function data_dir(ctx, name) return db_root(ctx) .. "/db/" .. name end

@@ -9,21 +9,24 @@ local SSHD = "/usr/sbin/sshd"
 local BRIDGE, GATEWAY, CLAIMS, PREFIX = common.BRIDGE, common.GATEWAY, common.CLAIMS, "10.77.0."
 local CGROUP = "/sys/fs/cgroup"
 
-local function netns(name) return "orch-" .. name end
-
--- Interface names stop at 15 bytes: "orch-" leaves 10. A longer name keeps
--- its first 4 characters (to be recognisable in `ip link`) and a hash of
--- the whole (FNV-1a) to stay unique.
-local function veth(name)
-  if #name <= 10 then return "orch-" .. name end
+-- Interface names stop at 15 bytes: "o" and the state's id leave 8. A
+-- longer name keeps its first 2 characters (to be recognisable in `ip
+-- link`) and a hash of the whole (FNV-1a) to stay unique.
+local function veth(id, name)
+  if #name <= 8 then return "o" .. id .. name end
   local h = 2166136261
   for i = 1, #name do h = ((h ~ name:byte(i)) * 16777619) & 0xffffffff end
-  return ("orch-%s%06x"):format(name:sub(1, 4), h & 0xffffff)
+  return ("o%s%s%06x"):format(id, name:sub(1, 2), h & 0xffffff)
 end
 
+-- Everything host `name` of this state is called: its namespace, the
+-- bridge's end of its link, its cgroup, and its files (in a folder whose
+-- `owner` file says which state made it).
 local function paths(ctx, name)
-  local dir = common.dir(ctx) .. "/hosts/" .. name
-  return { dir = dir, key = dir .. "/ssh_host_ed25519_key", config = dir .. "/sshd_config",
+  local id = common.scope(ctx)
+  local dir = common.dir(ctx) .. "/hosts/" .. id .. "-" .. name
+  return { ns = ("orch-%s-%s"):format(id, name), dev = veth(id, name), cgroup = id .. "-" .. name,
+    dir = dir, owner = dir .. "/owner", key = dir .. "/ssh_host_ed25519_key", config = dir .. "/sshd_config",
     pid = dir .. "/sshd.pid", keys = dir .. "/authorized_keys", log = dir .. "/sshd.log" }
 end
 
@@ -101,7 +104,7 @@ end
 -- waits on it, so it reads and writes files only: a process runs there just
 -- for the bridge's first use and for orch- namespaces nobody claimed.
 local function reserve(ctx, name, wanted)
-  local ns = netns(name)
+  local ns = paths(ctx, name).ns
   return common.locked(function()
     common.ensure_bridge(ctx)
     local used = addresses_in_use(ctx, ns)
@@ -149,7 +152,7 @@ end
 -- Returns "applied", "unavailable" (logged once per process) or nil (none
 -- asked for, none left).
 local function apply_limits(ctx, name, pid, cpus, memory)
-  local cg = CGROUP .. "/orch-lab/" .. name
+  local cg = CGROUP .. "/orch-lab/" .. paths(ctx, name).cgroup
   if cpus == nil and memory == nil then
     if ctx.host:stat(cg) then
       cg_write(ctx, cg .. "/cpu.max", "max 100000")
@@ -173,8 +176,9 @@ end
 
 -- What the cgroup holds: cpus, memory (MiB); nil where unlimited or gone.
 local function read_limits(ctx, name, pid)
-  local cg = CGROUP .. "/orch-lab/" .. name
-  local member = (ctx.host:read("/proc/" .. pid .. "/cgroup") or ""):find("0::/orch-lab/" .. name .. "\n", 1, true)
+  local cgroup = paths(ctx, name).cgroup
+  local cg = CGROUP .. "/orch-lab/" .. cgroup
+  local member = (ctx.host:read("/proc/" .. pid .. "/cgroup") or ""):find("0::/orch-lab/" .. cgroup .. "\n", 1, true)
   if not member then return nil, nil end
   local quota, period = (ctx.host:read(cg .. "/cpu.max") or ""):match("^(%d+) (%d+)")
   local bytes = (ctx.host:read(cg .. "/memory.max") or ""):match("^(%d+)")
@@ -187,7 +191,7 @@ end
 
 local function sshd_config(name, address, p)
   return table.concat({
-    "# lab.host " .. name .. ": written by orch; sshd runs in network namespace " .. netns(name),
+    "# lab.host " .. name .. ": written by orch; sshd runs in network namespace " .. p.ns,
     "ListenAddress " .. address,
     "Port 22",
     "HostKey " .. p.key,
@@ -217,7 +221,7 @@ local function start_sshd(ctx, name, p)
   -- would make; a container has none.
   if not ctx.host:stat("/run/sshd") then assert(ctx.host:mkdir("/run/sshd", "0755")) end
   ctx.host:remove(p.pid)
-  local r = exec(ctx, { "ip", "netns", "exec", netns(name), SSHD, "-f", p.config, "-E", p.log }, { check = false })
+  local r = exec(ctx, { "ip", "netns", "exec", p.ns, SSHD, "-f", p.config, "-E", p.log }, { check = false })
   local up = r and r.ok and common.wait_for(function() return sshd_process(ctx, p) end, 10)
   if not up then
     error(("lab.host %s: sshd did not start: %s\n%s"):format(name, r and common.why(r) or "",
@@ -232,7 +236,8 @@ end
 -- crash left it in; the bridge stays. A namespace deleted by hand lives on
 -- in its processes: naming it again (ip netns attach) finds them all.
 local function teardown(ctx, name)
-  local ns, dev, p = netns(name), veth(name), paths(ctx, name)
+  local p = paths(ctx, name)
+  local ns, dev = p.ns, p.dev
   local has_ns = ctx.host:stat("/run/netns/" .. ns) ~= nil
   local sshd = sshd_process(ctx, p)
   if not has_ns and sshd then
@@ -250,14 +255,33 @@ local function teardown(ctx, name)
   if ctx.host:stat("/sys/class/net/" .. dev) then exec(ctx, { "ip", "link", "del", dev }, { check = false }) end
   if has_ns then exec(ctx, { "ip", "netns", "del", ns }) end
   ctx.host:remove(CLAIMS .. "/" .. ns)
-  local cg = CGROUP .. "/orch-lab/" .. name
+  local cg = CGROUP .. "/orch-lab/" .. p.cgroup
   if ctx.host:stat(cg) then ctx.host:remove(cg) end
   common.remove_tree(ctx, p.dir)
 end
 
-local function attrs_of(want, address, host_key, pid, limits)
+-- What this state owns: the folder's owner file names it. A namespace or
+-- link with our name and no such folder was made by hand or by something
+-- else: refused, and left alone.
+local function owner_of(ctx)
+  return ("lab state %s (%s)\n"):format(common.scope(ctx), common.dir(ctx))
+end
+
+local function check_not_foreign(ctx, name)
+  local p = paths(ctx, name)
+  if ctx.host:read(p.owner) == owner_of(ctx) then return end   -- ours, half made: teardown clears it
+  local what = ctx.host:stat("/run/netns/" .. p.ns) and ("network namespace " .. p.ns)
+    or ctx.host:stat("/sys/class/net/" .. p.dev) and ("network link " .. p.dev)
+  if what then
+    error(("lab.host %s: %s exists, but this state did not make it; orch leaves it alone (remove it"
+      .. " yourself, e.g. ip netns del %s, if nothing needs it)"):format(name, what, p.ns), 0)
+  end
+end
+
+local function attrs_of(want, p, address, host_key, pid, limits)
   return { name = want.name, address = address, authorized_key = parse_key(want.authorized_key),
-    cpus = want.cpus, memory = want.memory, ssh_port = 22, host_key = host_key, pid = pid, limits = limits }
+    cpus = want.cpus, memory = want.memory, ssh_port = 22, host_key = host_key, pid = pid, limits = limits,
+    netns = p.ns, interface = p.dev, dir = p.dir }
 end
 
 local function host_key_of(ctx, p)
@@ -266,10 +290,12 @@ end
 
 local function create(ctx, want)
   local name = want.name
-  local ns, dev, p = netns(name), veth(name), paths(ctx, name)
+  local p = paths(ctx, name)
+  local ns, dev = p.ns, p.dev
   teardown(ctx, name)
   common.make_dir(ctx)
   assert(ctx.host:mkdir(p.dir, "0700"))
+  assert(ctx.host:write(p.owner, owner_of(ctx), { mode = "0644" }))
   exec(ctx, { "ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "orch-lab-" .. name, "-f", p.key })
   assert(ctx.host:write(p.keys, parse_key(want.authorized_key) .. "\n", { mode = "0600" }))
   local address = reserve(ctx, name, parse_address(want.address))
@@ -285,12 +311,12 @@ local function create(ctx, want)
   assert(ctx.host:write(p.config, sshd_config(name, address, p), { mode = "0644" }))
   local pid = start_sshd(ctx, name, p)
   local limits = apply_limits(ctx, name, pid, want.cpus, want.memory)
-  return attrs_of(want, address, host_key_of(ctx, p), pid, limits)
+  return attrs_of(want, p, address, host_key_of(ctx, p), pid, limits)
 end
 
 local function update(ctx, want, have)
   local name, p = want.name, paths(ctx, want.name)
-  local ns = netns(name)
+  local ns = p.ns
   local address, pid = have.address, have.pid
   local wanted = parse_address(want.address)
   if wanted and wanted ~= address then
@@ -312,7 +338,7 @@ local function update(ctx, want, have)
   if want.cpus ~= have.cpus or want.memory ~= have.memory or pid ~= have.pid then
     limits = apply_limits(ctx, name, pid, want.cpus, want.memory)
   end
-  return attrs_of(want, address, host_key_of(ctx, p), pid, limits)
+  return attrs_of(want, p, address, host_key_of(ctx, p), pid, limits)
 end
 
 return {
@@ -336,6 +362,9 @@ return {
     host_key       = { type = "string", computed = true },
     pid            = { type = "integer", computed = true },
     limits         = { type = "string", computed = true },  -- "applied" or "unavailable" when cpus/memory are set
+    netns          = { type = "string", computed = true },  -- the namespace's real name: orch-<state id>-<name>
+    interface      = { type = "string", computed = true },  -- the bridge's end of its link
+    dir            = { type = "string", computed = true },  -- its folder (goes when the host does)
   },
 
   -- Reality, from the name alone (state adds only what can't be seen: the
@@ -346,7 +375,8 @@ return {
     common.check_root(ctx)
     common.check_name("lab.host", state.name)
     local name = state.name
-    local ns, dev, p = netns(name), veth(name), paths(ctx, name)
+    local p = paths(ctx, name)
+    local ns, dev = p.ns, p.dev
     local nsfile = ctx.host:stat("/run/netns/" .. ns)   -- what `ip netns list` lists
     if not nsfile then return nil end
     local master = ctx.host:readlink("/sys/class/net/" .. dev .. "/master")
@@ -359,7 +389,7 @@ return {
     local address = r and r.ok and r.stdout:match("inet (10%.77%.0%.%d+)/24")
     if not address then return nil end
     local cpus, memory, limits = state.cpus, state.memory, state.limits
-    if limits == "applied" or ctx.host:stat(CGROUP .. "/orch-lab/" .. name) then
+    if limits == "applied" or ctx.host:stat(CGROUP .. "/orch-lab/" .. p.cgroup) then
       cpus, memory = read_limits(ctx, name, sshd.pid)
       limits = (cpus or memory) and "applied" or nil
     end
@@ -367,7 +397,7 @@ return {
       name = name, address = address, ssh_port = 22, pid = sshd.pid,
       host_key = host_key_of(ctx, p),
       authorized_key = (ctx.host:read(p.keys) or ""):gsub("%s+$", ""),
-      cpus = cpus, memory = memory, limits = limits,
+      cpus = cpus, memory = memory, limits = limits, netns = ns, interface = dev, dir = p.dir,
     }
   end,
 
@@ -398,6 +428,7 @@ return {
         tostring(want.address)), 0)
     end
     if have then return update(ctx, want, have) end
+    check_not_foreign(ctx, want.name)
     local ok, res = pcall(create, ctx, want)
     if not ok then
       -- leave nothing half-made behind: no state will point at it

@@ -7,7 +7,7 @@ local common = ...
 local HAPROXY = "haproxy"
 
 local function paths(ctx, name)
-  local dir = common.dir(ctx) .. "/lb/" .. name
+  local dir = common.dir(ctx) .. "/lb/" .. common.scope(ctx) .. "-" .. name
   return { dir = dir, config = dir .. "/haproxy.cfg", new = dir .. "/haproxy.cfg.new",
     old = dir .. "/haproxy.cfg.old", pid = dir .. "/haproxy.pid", retired = dir .. "/retired.pids",
     -- a unix socket's path is at most 107 bytes; without it reloads still

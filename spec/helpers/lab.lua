@@ -58,10 +58,30 @@ function M.has_bridge()
   return fs.stat("/sys/class/net/" .. M.BRIDGE) ~= nil
 end
 
+--- The id of the state a provider folder `dir` stands for when the ctx
+-- has none (the provider's own rule, lab/common.lua's scope).
+function M.scope(dir)
+  return fs.sha256_data(dir):sub(1, 6)
+end
+
+--- A lab host's namespace and link (for names of 8 characters or fewer)
+-- in the state `id`: lab/host.lua's rule, restated.
+function M.netns(id, name) return ("orch-%s-%s"):format(id, name) end
+function M.link(id, name)
+  assert(#name <= 8, "spec names of lab hosts stay within 8 characters")
+  return "o" .. id .. name
+end
+
+--- The id a run gives the lab objects of store `path` (and `workspace`,
+-- for infrastructure): resource/ctx.lua's rule, restated.
+function M.state_id(path, workspace)
+  return fs.sha256_data((fs.realpath(path) or path) .. "\n" .. (workspace or "")):sub(1, 6)
+end
+
 --- Where the lab's databases for provider folder `dir` keep their
 -- clusters (as lab/database.lua names it): gone with the last one.
-function M.db_root(dir)
-  return "/var/lib/orch-lab/" .. fs.sha256_data(dir):sub(1, 12)
+function M.db_root(dir, id)
+  return ("/var/lib/orch-lab/%s-%s"):format(fs.sha256_data(dir):sub(1, 12), id or M.scope(dir))
 end
 
 return M

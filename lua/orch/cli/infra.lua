@@ -36,10 +36,10 @@ local function variables(opts)
 end
 
 -- The provider ctx for a type: the local machine, a log, a data folder.
-local function context_maker(run, emit)
+local function context_maker(run, emit, workspace)
   return function(tname)
     return ctx_mod.new(run, tname, run.localhost,
-      function(msg) emit({ event = "log", host = "local", message = tostring(msg) }) end)
+      function(msg) emit({ event = "log", host = "local", message = tostring(msg) }) end, workspace)
   end
 end
 
@@ -165,7 +165,7 @@ function M.converge_locked(cmd, opts, file, plan_file, saved, env)
     if not ok then return finish(fail(plan_file .. ": " .. tostring(err), 2)) end
   end
   local emit = emitter(ui)
-  local context = context_maker(run, emit)
+  local context = context_maker(run, emit, ws.name)
   local ok, plan = pcall(infra_plan.make, config, ws, { parallelism = opts.parallelism, context = context,
     destroy = cmd == "destroy" or opts.destroy or (saved and saved.destroy) })
   if not ok then return finish(fail(errors.message(plan))) end
@@ -337,7 +337,7 @@ local function import_cmd(opts, rest)
   local lid, kerr = ws:lock("orch import " .. addr, opts.lock_timeout or 30, function() end)
   if not lid then store:close(); return fail(kerr) end
   local key = require("orch.resource.schema").positional(r.typedef.schema) or "id"
-  local ctx = context_maker(loaded.run, emitter(ui))(r.type)
+  local ctx = context_maker(loaded.run, emitter(ui), ws.name)(r.type)
   local ok, have = pcall(infra_plan.read, ctx, r.typedef, { [key] = id })
   if not ok or not have then
     ws:unlock(); store:close()
