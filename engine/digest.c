@@ -81,32 +81,28 @@ static int digest_sha256_data (lua_State *L) {
   return 1;
 }
 
-/* digest.hmac_sha256(key, data) -> hex, as in X-Hub-Signature-256 */
-static int digest_hmac_sha256 (lua_State *L) {
+/* [key, data] -> [.., hex] of HMAC with md */
+static int digest_hmac (lua_State *L, const EVP_MD *md, const char *name) {
   size_t klen, dlen;
   const char *key = luaL_checklstring(L, 1, &klen);
   const char *data = luaL_checklstring(L, 2, &dlen);
   unsigned char mac[EVP_MAX_MD_SIZE];
   unsigned int n = 0;
   luaL_argcheck(L, klen <= 0x7fffffff, 1, "key too long");
-  if (HMAC(digest_sha256_md(), key, (int)klen, (const unsigned char *)data, dlen, mac, &n) == NULL)
-    return luaL_error(L, "hmac_sha256 failed in libcrypto");
+  if (HMAC(md, key, (int)klen, (const unsigned char *)data, dlen, mac, &n) == NULL)
+    return luaL_error(L, "%s failed in libcrypto", name);
   digest_push_hex(L, mac, n);
   return 1;
 }
 
+/* digest.hmac_sha256(key, data) -> hex, as in X-Hub-Signature-256 */
+static int digest_hmac_sha256 (lua_State *L) {
+  return digest_hmac(L, digest_sha256_md(), "hmac_sha256");
+}
+
 /* digest.hmac_sha1(key, data) -> hex, as OpenSSH hashes known_hosts names */
 static int digest_hmac_sha1 (lua_State *L) {
-  size_t klen, dlen;
-  const char *key = luaL_checklstring(L, 1, &klen);
-  const char *data = luaL_checklstring(L, 2, &dlen);
-  unsigned char mac[EVP_MAX_MD_SIZE];
-  unsigned int n = 0;
-  luaL_argcheck(L, klen <= 0x7fffffff, 1, "key too long");
-  if (HMAC(EVP_sha1(), key, (int)klen, (const unsigned char *)data, dlen, mac, &n) == NULL)
-    return luaL_error(L, "hmac_sha1 failed in libcrypto");
-  digest_push_hex(L, mac, n);
-  return 1;
+  return digest_hmac(L, EVP_sha1(), "hmac_sha1");
 }
 
 /* digest.equal(a, b): a timing-safe compare; only the lengths may leak. */

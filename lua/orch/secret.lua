@@ -87,9 +87,11 @@ function M.find(v, seen)
   end
 end
 
---- v with each string and number in it made secret (tables copied).
+--- v with each string in it made secret (tables copied). Numbers and
+-- booleans stay what they are: a provider expects their type, and a
+-- secret "1" would mask every 1 in every log.
 function M.wrap_deep(v, origin)
-  if type(v) == "string" or type(v) == "number" then return M.new(v, origin) end
+  if type(v) == "string" then return M.new(v, origin) end
   if type(v) ~= "table" or getmetatable(v) == Secret then return v end
   local copy = {}
   for k, x in pairs(v) do copy[k] = M.wrap_deep(x, origin) end

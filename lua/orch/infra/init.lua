@@ -314,7 +314,9 @@ function M.new(opts)
         if v == "true" then v = true elseif v == "false" then v = false end
         if type(v) ~= "boolean" then error(("variable '%s' must be true or false"):format(name), 2) end
       end
-      if spec.sensitive then v = secret.wrap_deep(v, "var." .. name) end
+      if spec.sensitive then
+        v = type(v) == "table" and secret.wrap_deep(v, "var." .. name) or secret.new(v, "var." .. name)
+      end
       config.variables[name] = { value = v, sensitive = spec.sensitive }
       dsl.var[name] = v
       return v
