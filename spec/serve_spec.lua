@@ -118,7 +118,9 @@ describe("orch serve", function()
     assert.equals("replayed delivery d-1", s.event("trigger", "action", "refused").detail)
     -- the captured body with another delivery id, or none: refused
     assert.equals(409, (deliver("d-forged")))
-    code, text = deliver(nil)
+    assert.equals(409, (deliver(nil)))
+    -- a new body without an id: refused too, it could not be told apart later
+    code, text = deliver(nil, '{"n":5}')
     assert.equals(400, code)
     assert.matches("missing X-GitHub-Delivery", text, 1, true)
     -- a known id on another body is a replay too

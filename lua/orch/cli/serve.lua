@@ -145,7 +145,8 @@ M.REPLAY_WINDOW = 30 * 86400
 -- Was this delivery, or this very body, accepted before? A signed body
 -- replayed by someone who saw it must not run the pipeline again, whatever
 -- X-GitHub-Delivery (unsigned) says. When it was ("delivery X at T"), or
--- nil; then it is remembered, in the store, so a restart forgets nothing.
+-- nil; then a delivery with an id is remembered, in the store, so a
+-- restart forgets nothing.
 function Server:delivered(name, delivery, body)
   local digest = require("orch.core.digest").sha256_data(body)
   local store = assert(state.open(self.store_path))
@@ -154,10 +155,10 @@ function Server:delivered(name, delivery, body)
   assert(store:transaction(function(st)
     st.db:exec("DELETE FROM webhook_deliveries WHERE received < ?", now - M.REPLAY_WINDOW)
     local row = st.db:row("SELECT delivery, received FROM webhook_deliveries WHERE pipeline = ?"
-      .. " AND (digest = ? OR delivery = ?) LIMIT 1", name, digest, delivery)
+      .. " AND (digest = ? OR delivery = ?) LIMIT 1", name, digest, delivery or "")
     if row then
       seen = ("delivery %s at %s"):format(row.delivery, os.date("!%Y-%m-%dT%H:%M:%SZ", math.floor(row.received)))
-    else
+    elseif delivery then
       assert(st.db:exec("INSERT INTO webhook_deliveries (pipeline, digest, delivery, received) VALUES (?, ?, ?, ?)",
         name, digest, delivery, now))
     end
@@ -187,14 +188,16 @@ function Server:answer(req)
   end
   if self.stopping then return reply(503, { error = "orch serve is stopping" }) end
   local delivery = req.headers["x-github-delivery"]
-  if not delivery or delivery == "" then
-    self:emit({ pipeline = name, trigger = "webhook", action = "refused", detail = "no X-GitHub-Delivery" })
-    return reply(400, { error = "missing X-GitHub-Delivery: each delivery needs its own id" })
-  end
+  if delivery == "" then delivery = nil end
   local before = self:delivered(name, delivery, req.body)
   if before then
-    self:emit({ pipeline = name, trigger = "webhook", action = "refused", detail = "replayed delivery " .. delivery })
+    self:emit({ pipeline = name, trigger = "webhook", action = "refused",
+      detail = "replayed delivery " .. (delivery or "(no id)") })
     return reply(409, { error = ("this delivery was received already (%s)"):format(before) })
+  end
+  if not delivery then
+    self:emit({ pipeline = name, trigger = "webhook", action = "refused", detail = "no X-GitHub-Delivery" })
+    return reply(400, { error = "missing X-GitHub-Delivery: each delivery needs its own id" })
   end
   local action = self:fire(name, { kind = "webhook", detail = delivery, payload = req.body,
     env = { ORCH_WEBHOOK_EVENT = req.headers["x-github-event"], ORCH_WEBHOOK_DELIVERY = delivery } })
