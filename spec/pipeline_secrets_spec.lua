@@ -44,6 +44,7 @@ pipeline "p" {
     local r = ctx.sh("printf %s " .. token)                    -- a secret in the command itself
     assert(r.stdout == "]=] .. TOKEN .. [=[", "sh got " .. r.stdout)
     ctx.sh(token .. "" == token and 'test "$STAGE_TOKEN" = "$TOKEN"')
+    sh("test " .. token .. ' = "$TOKEN"', { env = { TOKEN = token } })   -- the playbook's own sh
     ctx.log("logged " .. token)
   end },
   stage "boom" { needs = { "sh" }, run = function(ctx) error("it broke with " .. token) end },

@@ -79,9 +79,10 @@ function M.for_store(path)
     if not plain then error(("%s: %s (%s)"):format(what or "a sensitive value", err, source), 0) end
     return json.decode(plain)[1]
   end
-  --- A copy of v with each secret in it sealed (a saved plan's attributes).
+  --- A copy of v with each secret in it sealed (a saved plan's
+  -- attributes), and each string that holds a secret's text.
   function self.seal_secrets(v)
-    if secret.is(v) then return self.seal(v) end
+    if secret.is(v) or (type(v) == "string" and secret.contains(v)) then return self.seal(v) end
     if type(v) ~= "table" then return v end
     local copy = {}
     for k, x in pairs(v) do copy[k] = self.seal_secrets(x) end
