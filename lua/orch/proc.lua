@@ -2,6 +2,7 @@
 -- line by line, with the failure described in words a user can act on.
 local core = require("orch.core.proc")
 local secret = require("orch.secret")
+local errors = require("orch.errors")
 
 local M = {}
 
@@ -22,6 +23,15 @@ local function reveal_secrets(spawn)
   return spawn
 end
 
+--- Raise, at the playbook's line, unless t is nil or a number of seconds
+-- above 0: a timeout of 0 would kill at once, a negative one never.
+function M.check_timeout(t)
+  if t ~= nil and (type(t) ~= "number" or t ~= t or t <= 0 or t == math.huge) then
+    local at = errors.user_where(2)
+    error(("%stimeout must be a number of seconds above 0, got %s"):format(at and (at .. ": ") or "", tostring(t)), 0)
+  end
+end
+
 --- Options for core.spawn from run's friendlier forms:
 -- run("shell string", opts), run({ "argv", ... }, opts) or run(opts).
 local function normalize(cmd, opts)
@@ -31,6 +41,7 @@ local function normalize(cmd, opts)
     return reveal_secrets(spawn)
   end
   for k, v in pairs(opts or {}) do spawn[k] = v end
+  M.check_timeout(spawn.timeout)
   if type(cmd) == "string" or secret.is(cmd) then
     spawn.cmd = cmd
   elseif type(cmd) == "table" then

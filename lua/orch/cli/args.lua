@@ -10,6 +10,34 @@ end
 
 local function key(o) return (o.long or o.short):gsub("^%-+", ""):gsub("%-", "_") end
 
+-- What a number option's ARG allows, unless the option says otherwise
+-- (integer, min, above): counts and sizes are whole and at least 1, ids
+-- too, seconds are finite and not negative.
+local KINDS = {
+  N = { integer = true, min = 1 }, BYTES = { integer = true, min = 1 }, RUN_ID = { integer = true, min = 1 },
+  SECONDS = { min = 0 },
+}
+
+-- value as option o's number, or nil and what is wrong with it.
+local function number_of(o, name, value)
+  local kind = KINDS[o.arg] or {}
+  local integer = o.integer == nil and kind.integer or o.integer
+  local min, above = o.min == nil and kind.min or o.min, o.above
+  local n = tonumber(value)
+  local what = integer and "a whole number" or (o.arg == "SECONDS" and "a number of seconds" or "a number")
+  local bound = above and (" above %s"):format(above)
+    or (min and o.max and (" from %s to %s"):format(min, o.max))
+    or (min and (" of %s or more"):format(min)) or ""
+  local bad = ("option '%s' expects %s%s, got '%s'"):format(name, what, bound, value)
+  if not n or n ~= n or n == math.huge or n == -math.huge then return nil, bad end
+  if integer then
+    n = math.tointeger(n)
+    if not n or math.abs(n) >= 2^53 then return nil, bad end
+  end
+  if (above and n <= above) or (min and n < min) or (o.max and n > o.max) then return nil, bad end
+  return n
+end
+
 --- Parse argv (a list) for a command spec; returns opts (by long name,
 -- dashes as underscores) and the positional list, or nil, message.
 -- "--" ends the options; "--opt=value" and "--opt value" both work, and
@@ -43,9 +71,13 @@ function M.parse(spec, argv)
           if value == nil then return nil, ("option '%s' needs a value (%s)"):format(name, o.arg) end
         end
         if o.number then
-          local n = tonumber(value)
-          if not n then return nil, ("option '%s' expects a number, got '%s'"):format(name, value) end
+          local n, why = number_of(o, name, value)
+          if not n then return nil, why end
           value = n
+        end
+        if o.check then
+          local why = o.check(value)
+          if why then return nil, ("option '%s': %s"):format(name, why) end
         end
       elseif inline then
         return nil, ("option '%s' takes no value"):format(name)
@@ -65,6 +97,28 @@ function M.parse(spec, argv)
     i = i + 1
   end
   return opts, rest
+end
+
+--- --listen's value: IP:PORT, [IPv6]:PORT, :PORT or PORT (0..65535), with
+-- localhost as 127.0.0.1; host and port, or nil and what is wrong. Never a
+-- name to look up: what a server binds is said exactly.
+function M.parse_listen(v)
+  local host, port = v:match("^%[([^%]]*)%]:(%d+)$")
+  if not host then host, port = v:match("^([^:]*):(%d+)$") end
+  if not host then host, port = "", v:match("^(%d+)$") end
+  port = tonumber(port)
+  if not port or port > 65535 then return nil, ("expects HOST:PORT or PORT (0 to 65535), got '%s'"):format(v) end
+  if host == "" or host == "localhost" then host = "127.0.0.1" end
+  if not (host:match("^%d+%.%d+%.%d+%.%d+$") or host:find(":", 1, true)) then
+    return nil, ("expects an IP address, not the name '%s' (127.0.0.1, 0.0.0.0, [::1])"):format(host)
+  end
+  return host, math.tointeger(port)
+end
+
+--- An option check (o.check): why v is not a --listen address, or nil.
+function M.check_listen(v)
+  local ok, why = M.parse_listen(v)
+  return not ok and why or nil
 end
 
 --- Help text for a command spec.

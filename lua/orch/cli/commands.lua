@@ -67,7 +67,7 @@ Restores content, mode and ownership byte for byte, and records that as a
 new version. Without --to, the version before the latest. With --run, every
 file the run changed goes back to what it was before the run, newest first.]],
   options = with(store_options, {
-    { long = "--to", arg = "N", number = true, help = "the version to restore" },
+    { long = "--to", arg = "N", number = true, min = 0, help = "the version to restore" },
     { long = "--run", arg = "RUN_ID", number = true, help = "undo the file changes of this run" },
     { long = "--lock-timeout", arg = "SECONDS", number = true, default = 30, help = "how long to wait for another run's lock" },
   }),
@@ -83,7 +83,7 @@ them makes a new version of the configuration. Rolling back restores every
 file to the version it had then; files added to it since go back to what
 was there before orch managed them.]],
   options = with(store_options, {
-    { long = "--to", arg = "N", number = true, help = "the version to roll back to (default: the one before the latest)" },
+    { long = "--to", arg = "N", number = true, min = 0, help = "the version to roll back to (default: the one before the latest)" },
     { long = "--json", help = "print JSON (list, history)" },
     { long = "--lock-timeout", arg = "SECONDS", number = true, default = 30, help = "how long to wait for another run's lock" },
   }),
@@ -104,7 +104,7 @@ commands.run = {
 One word after -- is a shell command line ('uptime; df -h'); several are an
 argv, quoted for you. Exit 1 when any host failed or was unreachable.]],
   options = with(inventory_options, {
-    { long = "--timeout", arg = "SECONDS", number = true, help = "kill the command (and what it started) after this long" },
+    { long = "--timeout", arg = "SECONDS", number = true, above = 0, help = "kill the command (and what it started) after this long" },
   }),
   run = function(opts, rest) return require("orch.cli.run").run(opts, rest) end,
 }
@@ -186,10 +186,10 @@ stops taking triggers, lets running stages finish for --grace seconds,
 then stops them; a second signal stops them at once.]],
   options = {
     { short = "-f", long = "--file", arg = "FILE", help = "the file that defines the pipelines" },
-    { long = "--listen", arg = "HOST:PORT", default = "127.0.0.1:8080", help = "where webhooks are served (default 127.0.0.1:8080; port 0 picks one)" },
-    { long = "--max-body", arg = "BYTES", number = true, default = 1048576, help = "largest webhook body accepted (default 1 MiB)" },
-    { long = "--request-timeout", arg = "SECONDS", number = true, default = 10, help = "a request must arrive whole (head and body) within this, however slowly it trickles (default 10)" },
-    { long = "--max-per-client", arg = "N", number = true, default = 8, help = "connections one client address may hold open (default 8, of 64)" },
+    { long = "--listen", arg = "HOST:PORT", default = "127.0.0.1:8080", check = args.check_listen, help = "where webhooks are served (default 127.0.0.1:8080; port 0 picks one)" },
+    { long = "--max-body", arg = "BYTES", number = true, max = 1 << 30, default = 1048576, help = "largest webhook body accepted (default 1 MiB)" },
+    { long = "--request-timeout", arg = "SECONDS", number = true, integer = true, min = 1, default = 10, help = "a request must arrive whole (head and body) within this, however slowly it trickles (default 10)" },
+    { long = "--max-per-client", arg = "N", number = true, max = 64, default = 8, help = "connections one client address may hold open (default 8, of 64)" },
     { long = "--grace", arg = "SECONDS", number = true, default = 30, help = "how long running stages may finish after SIGTERM (default 30)" },
     { long = "--jobs", arg = "N", number = true, default = 4, help = "stages at once, per pipeline run (default 4)" },
     { short = "-i", long = "--inventory", arg = "FILE", multi = true, help = "hosts for stages with on = SELECTOR (repeatable)" },

@@ -206,13 +206,8 @@ end
 
 function Server:listen()
   local http = require("orch.core.http")
-  -- HOST:PORT, [V6]:PORT, :PORT or PORT; no host means 127.0.0.1
-  local listen = self.opts.listen
-  local host, port = listen:match("^%[?([^%]]*)%]?:(%d+)$")
-  if not host then host, port = "", listen:match("^(%d+)$") end
-  if not port then return nil, ("--listen expects HOST:PORT or PORT, got '%s'"):format(listen) end
-  if host == "" then host = "127.0.0.1" end
-  local srv, err = http.listen({ host = host, port = tonumber(port), max_body = math.tointeger(self.opts.max_body),
+  local host, port = require("orch.cli.args").parse_listen(self.opts.listen)   -- checked as it was parsed
+  local srv, err = http.listen({ host = host, port = port, max_body = math.tointeger(self.opts.max_body),
     request_timeout = math.tointeger(self.opts.request_timeout), max_per_address = math.tointeger(self.opts.max_per_client) })
   if not srv then return nil, err end
   self.http = srv

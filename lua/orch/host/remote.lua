@@ -63,6 +63,7 @@ end
 -- failure (naming the host) unless opts.check == false.
 function Remote:exec(cmd, opts)
   opts = task.command_opts(opts or {})
+  proc.check_timeout(opts.timeout)
   local line, preamble = self:command_line(cmd, opts)
   local stdin = opts.stdin
   if preamble then stdin = preamble .. (stdin or "") end

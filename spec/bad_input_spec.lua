@@ -1,0 +1,48 @@
+local support = require("spec.helpers.support")
+
+-- Issue 12: a mistake gets exit 2 and a message that says what and where,
+-- never a traceback or a path inside orch.
+describe("bad input (#12)", function()
+  local dir
+  before_each(function() dir = support.tmpdir() end)
+  after_each(function() support.remove_tree(dir) end)
+
+  local function assert_usage_error(res, expected)
+    assert.equals(2, res.code, res.stdout .. res.stderr)
+    assert.matches(expected, res.stderr, 1, true)
+    assert.not_matches("traceback", res.stderr)
+    assert.not_matches("internal error", res.stderr)
+    assert.not_matches("lua/orch/", res.stderr, 1, true)
+    assert.not_matches("%.lua:%d+: in ", res.stderr)
+  end
+
+  it("refuses options out of range, naming the option and the value", function()
+    support.write(dir .. "/site.lua", "")
+    support.write(dir .. "/ci.lua", [[pipeline "p" { stage "s" { sh = "true" } }]])
+    local cases = {
+      { { "play", dir .. "/site.lua", "--lock-timeout", "-5" }, "option '--lock-timeout' expects a number of seconds of 0 or more, got '-5'" },
+      { { "play", dir .. "/site.lua", "--lock-timeout", "inf" }, "got 'inf'" },
+      { { "pipeline", "run", "p", "-f", dir .. "/ci.lua", "--jobs", "0" }, "option '--jobs' expects a whole number of 1 or more, got '0'" },
+      { { "run", "all", "--forks", "0", "--", "true" }, "option '--forks' expects a whole number of 1 or more" },
+      { { "run", "all", "--timeout", "0", "--", "true" }, "option '--timeout' expects a number of seconds above 0" },
+      { { "serve", "-f", dir .. "/ci.lua", "--listen", "99999" }, "option '--listen': expects HOST:PORT or PORT (0 to 65535), got '99999'" },
+      { { "serve", "-f", dir .. "/ci.lua", "--listen", "web.example:80" }, "expects an IP address, not the name 'web.example'" },
+      { { "serve", "-f", dir .. "/ci.lua", "--max-body", "-1" }, "option '--max-body' expects a whole number from 1 to 1073741824, got '-1'" },
+      { { "serve", "-f", dir .. "/ci.lua", "--max-body", "1e20" }, "got '1e20'" },
+      { { "serve", "-f", dir .. "/ci.lua", "--max-body", "0.5" }, "got '0.5'" },
+      { { "apply", dir .. "/site.lua", "--parallelism", "0" }, "option '--parallelism' expects a whole number of 1 or more, got '0'" },
+    }
+    for _, c in ipairs(cases) do
+      local argv = c[1]
+      argv[#argv + 1] = { cwd = dir }
+      assert_usage_error(support.orch(table.unpack(argv)), c[2])
+    end
+  end)
+
+  it("refuses a command timeout of 0 or less in a playbook, naming the line", function()
+    support.write(dir .. "/site.lua", 'local h = require("orch.host").localhost()\nh:exec("true", { timeout = 0 })\n')
+    local res = support.orch("play", dir .. "/site.lua", "--state", dir .. "/state.db")
+    assert.are_not.equal(0, res.code)
+    assert.matches("site.lua:2: timeout must be a number of seconds above 0, got 0", res.stdout .. res.stderr, 1, true)
+  end)
+end)
