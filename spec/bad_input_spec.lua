@@ -39,6 +39,39 @@ describe("bad input (#12)", function()
     end
   end)
 
+  it("reads .tfvars as Terraform does: comments after values, null as unset; refuses what it can't hold", function()
+    support.write(dir .. "/infra.lua", [[
+variable "a" { default = "default-a" }
+variable "b" { default = 1 }
+variable "c" { default = {} }
+output "all" { value = { a = var.a, b = var.b, c = var.c } }
+]])
+    support.write(dir .. "/ok.tfvars", 'a = "has # and // inside" # a comment\nb = null // unset\nc = [1, 2] # list\n')
+    local res = support.orch("apply", dir .. "/infra.lua", "--auto-approve", "-var-file", dir .. "/ok.tfvars")
+    assert.equals(0, res.code, res.stdout .. res.stderr)
+    res = support.orch("output", "all", "--json", "-f", dir .. "/infra.lua")
+    assert.same({ a = "has # and // inside", b = 1, c = { 1, 2 } }, require("cjson").decode(res.stdout))
+    for text, expected in pairs({
+      ["b = 1e999\n"] = "bad.tfvars:1: b: the value must be a string, number, boolean or list on one line (number out of range)",
+      ["b = NaN\n"] = "bad.tfvars:1: b: the value must be",
+      ['a = "x"\n\na = "y"\n'] = "bad.tfvars:3: a is set twice (first at line 1)",
+    }) do
+      support.write(dir .. "/bad.tfvars", text)
+      assert_usage_error(support.orch("plan", dir .. "/infra.lua", "-var-file", dir .. "/bad.tfvars"), expected)
+    end
+  end)
+
+  it("refuses NaN and Infinity in JSON, which it could not write back", function()
+    local res = support.orch("-e", [[
+      local json = require("orch.json")
+      for _, text in ipairs({ "[NaN]", '{"x": Infinity}', "[1e999]", "[0x10]" }) do
+        local ok, err = pcall(json.decode, text)
+        io.write(tostring(ok), " ", tostring(err):match("[^\n]*"), "\n")
+      end]])
+    for line in res.stdout:gmatch("[^\n]+") do assert.matches("^false ", line) end
+    assert.equals(4, select(2, res.stdout:gsub("\n", "")))
+  end)
+
   it("refuses a command timeout of 0 or less in a playbook, naming the line", function()
     support.write(dir .. "/site.lua", 'local h = require("orch.host").localhost()\nh:exec("true", { timeout = 0 })\n')
     local res = support.orch("play", dir .. "/site.lua", "--state", dir .. "/state.db")

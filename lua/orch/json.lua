@@ -3,7 +3,29 @@
 -- changes between runs and a file resource would see a change each time.
 local cjson = require("cjson")
 
-local M = { decode = cjson.decode, null = cjson.null }
+local M = { null = cjson.null }
+
+-- A decoder of JSON as RFC 8259 has it: NaN, Infinity and hex numbers are
+-- refused (lua-cjson takes them by default, then can't encode them again).
+local strict = cjson.new()
+strict.decode_invalid_numbers(false)
+
+local function finite(v, path)
+  if type(v) == "number" and (v ~= v or v == math.huge or v == -math.huge) then
+    error(("number out of range%s"):format(path ~= "" and (" at " .. path) or ""), 0)
+  end
+  if type(v) == "table" then
+    for k, x in pairs(v) do finite(x, path .. "/" .. tostring(k)) end
+  end
+end
+
+--- text as a Lua value; raises on invalid JSON and on numbers a double
+-- can't hold (1e999), which no encoder could write back.
+function M.decode(text)
+  local v = strict.decode(text)
+  finite(v, "")
+  return v
+end
 
 --- v with whole floats as integers again, as they were written: cjson
 -- gives every number back as a float, and 3.0 prints as "3.0". A copy.
