@@ -72,6 +72,24 @@ output "all" { value = { a = var.a, b = var.b, c = var.c } }
     assert.equals(4, select(2, res.stdout:gsub("\n", "")))
   end)
 
+  it("checks a pipeline file when it loads, with file:line", function()
+    for body, expected in pairs({
+      ['pipeline "p" { stage "s" { sh = "true", artifacts = true } }'] = "ci.lua:1: stage 's': artifacts must be a string or a list of strings, not boolean",
+      ['pipeline "p" { env = 5, stage "s" { sh = "true" } }'] = "ci.lua:1: pipeline 'p': env must be a table of NAME = value, not number",
+      ['pipeline "p" { stage "s" { sh = { 1 } } }'] = "ci.lua:1: stage 's': sh must be a list of strings, but item 1 is number",
+      ['pipeline "p" { stage "a" { sh = "true" }, stage "s" { sh = "true", needs = { x = "a" } } }'] =
+        "ci.lua:1: stage 's': needs must be a list, not a map (it has the key 'x')",
+      ['pipeline "../../../x" { stage "s" { sh = "true" } }'] = [[ci.lua:1: pipeline needs a name of letters, digits, '_', '.', '-' (not first), got "../../../x"]],
+      ['pipeline "p" { stage "s" { sh = "true", retry = -1 } }'] = "ci.lua:1: stage 's': retry must be a whole number of retries, 0 or more",
+      ['pipeline "p" { triggers = { schedule = "0 0 31 2 *" }, stage "s" { sh = "true" } }'] =
+        "ci.lua:1: pipeline 'p': cron: bad expression '0 0 31 2 *': no date ever matches it (like 31 February), so it would never fire",
+    }) do
+      support.write(dir .. "/ci.lua", body)
+      assert_usage_error(support.orch("pipeline", "run", "p", "-f", dir .. "/ci.lua"), expected)
+      assert.is_nil(require("orch.core.fs").stat(dir .. "/.orch/runs"))   -- nothing ran
+    end
+  end)
+
   it("refuses a command timeout of 0 or less in a playbook, naming the line", function()
     support.write(dir .. "/site.lua", 'local h = require("orch.host").localhost()\nh:exec("true", { timeout = 0 })\n')
     local res = support.orch("play", dir .. "/site.lua", "--state", dir .. "/state.db")

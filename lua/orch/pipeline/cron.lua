@@ -160,6 +160,8 @@ function M.parse(expr)
     for i, field in ipairs(FIELDS) do s[field.key] = parse_field(field, words[i]) end
     s.dows[0] = s.dows[0] or s.dows[7]
     s.dom_star, s.dow_star = words[3]:sub(1, 1) == "*", words[5]:sub(1, 1) == "*"
+    -- 0 0 31 2 * parses, and would wait forever without a word
+    if not s:next(0) then bad(nil, "no date ever matches it (like 31 February), so it would never fire") end
     return s
   end)
   if ok then return res end

@@ -16,6 +16,42 @@ local TRIGGER_KEYS = { schedule = true, commit = true, webhook = true }
 
 local function list_of_strings(v) return (type(v) == "string" or secret.is(v)) and { v } or v end
 
+local function is_text(v) return type(v) == "string" or secret.is(v) end
+
+-- Why v is not a string or a list of strings (a secret counts as one
+-- where `secrets`), or nil.
+local function not_strings(v, secrets)
+  if v == nil or type(v) == "string" or (secrets and secret.is(v)) then return nil end
+  if type(v) ~= "table" or secret.is(v) then return ("a string or a list of strings, not %s"):format(type(v)) end
+  local n = 0
+  for k in pairs(v) do
+    n = n + 1
+    if math.type(k) ~= "integer" then return ("a list, not a map (it has the key '%s')"):format(tostring(k)) end
+  end
+  for i = 1, n do
+    local x = v[i]
+    if x == nil then return "a list without holes" end
+    if not (type(x) == "string" or (secrets and secret.is(x))) then
+      return ("a list of strings, but item %d is %s"):format(i, type(x))
+    end
+  end
+end
+
+-- Why v is not an environment (names to strings, numbers, secrets, or
+-- false to unset), or nil.
+local function not_env(v)
+  if v == nil then return nil end
+  if type(v) ~= "table" or secret.is(v) then return ("a table of NAME = value, not %s"):format(type(v)) end
+  for k, x in pairs(v) do
+    if type(k) ~= "string" or not k:match("^[%a_][%w_]*$") then
+      return ("a table of NAME = value, but it has the key %s"):format(tostring(k))
+    end
+    if not (is_text(x) or type(x) == "number" or x == false) then
+      return ("a table of NAME = value, but %s is %s"):format(k, type(x))
+    end
+  end
+end
+
 --- stage "name" { ... }: a stage definition for the pipeline's table;
 -- `where` is the file:line that defines it.
 function M.stage(name, where)
@@ -40,6 +76,17 @@ function M.stage(name, where)
     if spec.timeout ~= nil and (type(spec.timeout) ~= "number" or spec.timeout <= 0) then
       bad("timeout must be a number of seconds above 0")
     end
+    for key, secrets in pairs({ sh = true, needs = false, artifacts = false }) do
+      local why = not_strings(spec[key], secrets)
+      if why then bad("%s must be %s", key, why) end
+    end
+    local why = not_env(spec.env)
+    if why then bad("env must be %s", why) end
+    if spec.retry ~= nil and not (math.type(spec.retry) == "integer" and spec.retry >= 0) then
+      bad("retry must be a whole number of retries, 0 or more")
+    end
+    if spec.cwd ~= nil and type(spec.cwd) ~= "string" then bad("cwd must be a string") end
+    if spec.allow_failure ~= nil and type(spec.allow_failure) ~= "boolean" then bad("allow_failure must be true or false") end
     local s = { name = name, where = where }
     for k, v in pairs(spec) do s[k] = v end
     s.needs = list_of_strings(s.needs) or {}
@@ -122,6 +169,12 @@ function M.define(name, spec, level)
   at = at ~= "?" and at .. ": " or ""
   local function bad(fmt, ...) error(("%spipeline '%s': " .. fmt):format(at, name, ...), 0) end
   if type(spec) ~= "table" then bad("expected a table") end
+  -- its name makes a folder (.orch/runs/NAME) and a lock: a plain word
+  if type(name) ~= "string" or not name:match("^[%w_][%w_.%-]*$") then
+    error(("%spipeline needs a name of letters, digits, '_', '.', '-' (not first), got %q"):format(at, tostring(name)), 0)
+  end
+  local why = not_env(spec.env)
+  if why then bad("env must be %s", why) end
   local p = { name = name, stages = {}, by_name = {}, env = spec.env or {}, keep = spec.keep,
     on_busy = spec.on_busy or "queue" }
   for k, v in pairs(spec) do
