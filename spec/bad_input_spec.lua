@@ -90,6 +90,28 @@ output "all" { value = { a = var.a, b = var.b, c = var.c } }
     end
   end)
 
+  it("names an undeclared var.NAME with its line, and a failed apply's reason", function()
+    support.write(dir .. "/infra.lua", ('variable "a" { default = "x" }\nresource "file" "f" { path = "%s/o.txt", content = var.nope }\n'):format(dir))
+    assert_usage_error(support.orch("plan", dir .. "/infra.lua"),
+      'infra.lua:2: var.nope is not declared: add variable "nope" { ... } above the line that uses it')
+    support.write(dir .. "/infra.lua", ('resource "file" "f" { path = "%s/no/such/dir/o.txt", content = "x" }\n'):format(dir))
+    local res = support.orch("apply", dir .. "/infra.lua", "--auto-approve")
+    assert.equals(1, res.code)
+    assert.matches("no/such/dir/o.txt: No such file or directory", res.stdout, 1, true)
+    res = support.orch("apply", dir .. "/infra.lua", "--auto-approve", "--json")
+    assert.matches("No such file or directory", res.stdout, 1, true)
+  end)
+
+  it("says there is no store for state and output, and makes none", function()
+    for _, argv in ipairs({ { "state", "list" }, { "state", "show", "file.f" }, { "output" }, { "output", "x" } }) do
+      argv[#argv + 1] = { cwd = dir }
+      local res = support.orch(table.unpack(argv))
+      assert.equals(1, res.code, res.stdout)
+      assert.matches("no state store at ./.orch/state.db: nothing has run there yet", res.stderr, 1, true)
+    end
+    assert.is_nil(require("orch.core.fs").stat(dir .. "/.orch"))
+  end)
+
   it("refuses a command timeout of 0 or less in a playbook, naming the line", function()
     support.write(dir .. "/site.lua", 'local h = require("orch.host").localhost()\nh:exec("true", { timeout = 0 })\n')
     local res = support.orch("play", dir .. "/site.lua", "--state", dir .. "/state.db")

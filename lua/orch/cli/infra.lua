@@ -65,6 +65,12 @@ local function store_of(opts, file)
   return state.open(state.path(opts.state, file or opts.file))
 end
 
+-- The store a reading command (state, output) looks at: one that exists,
+-- or why not; such a command makes none.
+local function existing_store(opts)
+  return state.open_existing(state.path(opts.state, opts.file))
+end
+
 -- ---- showing a plan ------------------------------------------------------
 
 local SYMBOL, DOING = render.SYMBOL, render.DOING
@@ -238,8 +244,7 @@ end
 --- orch state list | show ADDR | rm ADDR | mv FROM TO | unlock ID
 local function state_cmd(opts, rest)
   local sub = rest[1]
-  local file = opts.file
-  local store, serr = store_of(opts, file)
+  local store, serr = existing_store(opts)
   if not store then return fail(serr) end
   local ws = infra_state.open(store, opts.workspace or "default")
   local function done(code) ws:unlock(); store:close(); return code end
@@ -290,7 +295,7 @@ end
 
 --- orch output [NAME] [--json]
 local function output_cmd(opts, rest)
-  local store, serr = store_of(opts)
+  local store, serr = existing_store(opts)
   if not store then return fail(serr) end
   local ws = infra_state.open(store, opts.workspace or "default")
   local outs = ws:outputs()

@@ -318,11 +318,16 @@ function M.new(opts)
         v = type(v) == "table" and secret.wrap_deep(v, "var." .. name) or secret.new(v, "var." .. name)
       end
       config.variables[name] = { value = v, sensitive = spec.sensitive }
-      dsl.var[name] = v
+      rawset(dsl.var, name, v)
       return v
     end
   end
-  dsl.var = {}
+  -- var.NAME of a variable not declared (above: a file runs in order) is a
+  -- mistake to name, not nil planned as "no content"
+  dsl.var = setmetatable({}, { __index = function(_, name)
+    error(('var.%s is not declared: add variable "%s" { ... } above the line that uses it'):format(
+      tostring(name), tostring(name)), 2)
+  end })
 
   -- output "name" { value = ..., sensitive = }: shown after apply, kept in state
   function dsl.output(name)

@@ -194,7 +194,9 @@ function M.call(run, tname, typedef, attrs, level)
   run:count(h.name, ev.status)
   run:emit(ev)
   for _, msg in ipairs(logs) do run:emit({ event = "log", host = h.name, message = msg }) end
-  if not ok then error(errors.failure(("%s failed"):format(label), true), 0) end
+  -- the reason travels with the failure: infrastructure's quiet run shows
+  -- no events, only what the failure says
+  if not ok then error(errors.failure(("%s failed: %s"):format(label, errors.message(ev.error)), true), 0) end
   if res.changed and meta.notify then run:notify(meta.notify, ("%s (%s)"):format(label, where)) end
   if res.file and run.config then run.config:touch(h, res.file, res.changed, label) end
   local result = { changed = res.changed, changes = ev.changes, diff = ev.diff }
