@@ -112,6 +112,30 @@ output "all" { value = { a = var.a, b = var.b, c = var.c } }
     assert.is_nil(require("orch.core.fs").stat(dir .. "/.orch"))
   end)
 
+  -- orch under a 1 GB address-space limit: a bomb must be refused, not fed
+  local function orch_limited(...)
+    local argv = { "sh", "-c", 'ulimit -v 1000000 && exec "$@"', "sh", support.bin, ... }
+    local res = require("orch.proc").run(argv, { cwd = dir })
+    return res
+  end
+
+  it("refuses a billion laughs and a huge host range, with file and line, in bounded memory", function()
+    local lines = { 'a0: &a0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol","lol"]' }
+    for i = 1, 24 do
+      lines[#lines + 1] = ("a%d: &a%d [%s]"):format(i, i, ("*a%d,"):rep(10, ""):format(i - 1, i - 1, i - 1,
+        i - 1, i - 1, i - 1, i - 1, i - 1, i - 1, i - 1):sub(1, -2))
+    end
+    support.write(dir .. "/bomb.yaml", table.concat(lines, "\n") .. "\n")
+    support.write(dir .. "/infra.lua", 'variable "x" { default = 1 }\n')
+    assert_usage_error(orch_limited("plan", "infra.lua", "-var-file", "bomb.yaml"),
+      "bomb.yaml:6:")
+    assert_usage_error(orch_limited("plan", "infra.lua", "-var-file", "bomb.yaml"),
+      "aliases expand this document past 1000000 values")
+    support.write(dir .. "/inv.yaml", "all:\n  children:\n    web:\n      hosts:\n        web[0:99999999]:\n")
+    assert_usage_error(orch_limited("run", "all", "-i", "inv.yaml", "--", "true"),
+      "inv.yaml:5: group 'web': bad host range 'web[0:99999999]': it names 100000000 hosts or more, past the 100000 a range may")
+  end)
+
   it("refuses a command timeout of 0 or less in a playbook, naming the line", function()
     support.write(dir .. "/site.lua", 'local h = require("orch.host").localhost()\nh:exec("true", { timeout = 0 })\n')
     local res = support.orch("play", dir .. "/site.lua", "--state", dir .. "/state.db")

@@ -343,7 +343,7 @@ h: { hosts: { web3: , web0: } }
     { "a cycle of groups", "a:\n  children:\n    b:\n      children:\n        a:\n",
       "$P: group 'a' is its own ancestor (a > b > a)" },
     { "a bad range", "web:\n  hosts:\n    web[1:x]:\n",
-      "$P: group 'web': bad host range 'web[1:x]'" },
+      "$P:3: group 'web': bad host range 'web[1:x]': expected numbers or single letters" },
     { "a host name no selector can name", "web:\n  hosts:\n    'web 01':\n",
       "$P: group 'web': host 'web 01' cannot be used in a selector (no spaces or , & * ? [ ], no leading ! or role:)" },
     { "a YAML syntax error, as libyaml says it", "all:\n  hosts:\n    web01: x: 1\n",

@@ -253,27 +253,38 @@ local OWN_KEYS = { address = true, user = true, port = true, key_file = true,
   roles = true }
 local GROUP_KEYS = { "children", "hosts", "vars" }
 
+-- A range names at most this many hosts: web[0:99999999] is a typo, and
+-- would take gigabytes before anything said so.
+M.MAX_RANGE = 100000
+
 -- web[01:03] -> web01, web02, web03: Ansible's host ranges (numbers keep
--- the start's zero padding; letters too; an optional :step).
-local function expand_range(name)
+-- the start's zero padding; letters too; an optional :step). nil and why
+-- for a bad one.
+local function expand_range(name, outer)
+  outer = outer or 1   -- hosts the ranges before this one make: the total multiplies
   local pre, spec, post = name:match("^([^%[]*)%[([^%]]*)%](.*)$")
   if not pre then return { name } end
   local a, b, step = spec:match("^([^:]*):([^:]+):?(%d*)$")
   step = tonumber(step ~= "" and step or "1")
-  if not a or step == 0 then return nil end
-  local items = {}
+  if not a or step == 0 then return nil, "expected [FROM:TO] or [FROM:TO:STEP]" end
+  local from, to, number
   if (a == "" or a:match("^%d+$")) and b:match("^%d+$") then
-    local from, to = tonumber(a ~= "" and a or "0"), tonumber(b)
-    local fmt = (#a > 1 and a:sub(1, 1) == "0") and ("%0" .. #a .. "d") or "%d"
-    for k = from, to, step do items[#items + 1] = fmt:format(k) end
+    from, to, number = tonumber(a ~= "" and a or "0"), tonumber(b), true
   elseif a:match("^%a$") and b:match("^%a$") then
-    for k = a:byte(), b:byte(), step do items[#items + 1] = string.char(k) end
+    from, to = a:byte(), b:byte()
   else
-    return nil
+    return nil, "expected numbers or single letters"
   end
-  if #items == 0 then return nil end
-  local rest = expand_range(post)
-  if not rest then return nil end
+  if from > to then return nil, "it is empty (the start is past the end)" end
+  local count = (to - from) // step + 1
+  if outer * count > M.MAX_RANGE then
+    return nil, ("it names %d hosts or more, past the %d a range may"):format(outer * count, M.MAX_RANGE)
+  end
+  local items = {}
+  local fmt = number and ((#a > 1 and a:sub(1, 1) == "0") and ("%0" .. #a .. "d") or "%d")
+  for k = from, to, step do items[#items + 1] = number and fmt:format(k) or string.char(k) end
+  local rest, why = expand_range(post, outer * count)
+  if not rest then return nil, why end
   local out = {}
   for _, x in ipairs(items) do
     for _, y in ipairs(rest) do out[#out + 1] = pre .. x .. y end
@@ -284,7 +295,7 @@ end
 -- Reads the groups of a YAML inventory into
 -- groups[name] = { vars, parents = set, children = set } and
 -- hosts[name] = { entries = { { group, vars } }, keys = set of raw keys }.
-local function read_groups(path, data)
+local function read_groups(path, data, keys)
   local groups, hosts = {}, {}
   local function fail(fmt, ...) error(path .. ": " .. fmt:format(...), 0) end
   local function group(name)
@@ -339,8 +350,11 @@ local function read_groups(path, data)
       end
       for k, hv in pairs(def.hosts) do
         local raw = key_name(k, what)
-        local names = expand_range(raw)
-        if not names then fail("%s: bad host range '%s'", what, raw) end
+        local names, why = expand_range(raw)
+        if not names then
+          local at = keys[raw] and keys[raw].line
+          error(("%s%s: %s: bad host range '%s': %s"):format(path, at and (":" .. at) or "", what, raw, why), 0)
+        end
         if hv ~= null and not is_map(hv) then
           fail("%s: host '%s' must be a mapping of variables, got %s", what, raw, describe(hv))
         end
@@ -512,9 +526,9 @@ function Inventory:load_yaml(path)
   local text, err, code = fs.read(path)
   if not text then return nil, err, code end
   local data = yaml.load(text, path)
-  local groups, entries = read_groups(path, data)
-  local rank, lineage = group_order(path, groups)
   local keys = yaml_order.scan_keys(text)
+  local groups, entries = read_groups(path, data, keys)
+  local rank, lineage = group_order(path, groups)
   local built = {}
   for name, entry in pairs(entries) do
     local h = resolve_host(path, groups, rank, lineage, entry)
