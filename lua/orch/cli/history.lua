@@ -1,6 +1,6 @@
 -- cli/history.lua: the commands over versioned files and configurations:
 -- orch history, orch rollback, orch config list|history|rollback.
-local fs = require("orch.core.fs")
+local paths = require("orch.paths")
 local json = require("cjson")
 local state = require("orch.state")
 local history = require("orch.state.history")
@@ -21,9 +21,7 @@ end
 local function target(spec)
   local host, path = spec:match("^([%w_.%-]+):(/.*)$")
   if not host then host, path = "local", spec end
-  if path:sub(1, 1) ~= "/" then path = assert(fs.cwd()) .. "/" .. path end
-  path = path:gsub("/%./", "/"):gsub("/+", "/")
-  return host, path
+  return host, paths.absolute(path)
 end
 
 -- The host to restore on: the local machine, or an inventory host (-i),

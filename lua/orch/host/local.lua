@@ -5,6 +5,7 @@ local fs = require("orch.core.fs")
 local proc = require("orch.proc")
 local task = require("orch.task")
 local facts = require("orch.host.facts")
+local paths = require("orch.paths")
 
 local M = {}
 
@@ -42,6 +43,9 @@ function Host:stat(path, opts)
   end
   return st
 end
+
+--- path as orch records it: absolute (against the current folder) and normalised.
+function Host:absolute(path) return paths.absolute(path) end
 
 function Host:read(path) return fs.read(path) end
 

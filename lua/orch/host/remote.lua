@@ -6,6 +6,7 @@ local fs = require("orch.core.fs")
 local secret = require("orch.secret")
 local proc = require("orch.proc")
 local facts = require("orch.host.facts")
+local paths = require("orch.paths")
 local task = require("orch.task")
 
 local M = {}
@@ -146,6 +147,15 @@ function Remote:stat(path, opts)
     end
   end
   return st
+end
+
+--- path as orch records it: normalised; a relative one would depend on
+-- the login's folder, so it is refused, naming the host.
+function Remote:absolute(path)
+  if path:sub(1, 1) ~= "/" then
+    error(("%s: '%s' is relative: give an absolute path for a host over SSH"):format(self.name, path), 0)
+  end
+  return paths.normalize(path)
 end
 
 function Remote:read(path) return self.session:read(path) end

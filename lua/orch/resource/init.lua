@@ -59,7 +59,8 @@ local function short(sha) return sha and sha:sub(1, 12) end
 -- path(want) says (systemd_unit: dir .. "/" .. name).
 local function converge_file(ctx, typedef, want, label)
   local h, run = ctx.host, ctx.run
-  local path = typedef.path and typedef.path(want) or want.path
+  -- recorded absolute: a rollback from any folder finds and restores it
+  local path = h:absolute(typedef.path and typedef.path(want) or want.path)
   local st, err = h:stat(path, { sha256 = true })
   if err then error(err, 0) end
   if st and st.type ~= "file" then error(("%s is a %s, not a file"):format(path, st.type), 0) end
