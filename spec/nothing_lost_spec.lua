@@ -35,3 +35,35 @@ describe("nothing lost (#12)", function()
     assert.equals("v2\n", support.read(dir .. "/out/b.txt"))
   end)
 end)
+
+describe("a pipeline run killed mid-stage (#12)", function()
+  local dir
+  before_each(function() dir = support.tmpdir() end)
+  after_each(function() support.remove_tree(dir) end)
+
+  it("is marked aborted when the store is next opened, its stage too, with the stage's log", function()
+    support.write(dir .. "/ci.lua", ([[pipeline "p" {
+  stage "first" { sh = "echo quick" },
+  stage "slow" { needs = "first", sh = "echo started slow; echo $$ > $D/pid; sleep 30" },
+}]]):gsub("%$D", dir))
+    local p = assert(require("orch.core.proc").spawn({ argv = { support.bin, "pipeline", "run", "p", "-f", dir .. "/ci.lua" } }))
+    support.wait_for(dir .. "/.orch/runs/p/1/logs/slow.log", "started slow")
+    local shell = support.wait_for(dir .. "/pid", "\n"):match("%d+")
+    finally(function() require("orch.proc").run({ "pkill", "-KILL", "-P", shell }) end)
+    assert(p:kill("KILL"))
+    p:wait()
+    p:close()
+    local res = support.orch("pipeline", "show", "1", "-f", dir .. "/ci.lua", "--json")
+    assert.equals(0, res.code, res.stderr)
+    local run = require("cjson").decode(res.stdout)
+    assert.equals("aborted", run.status)
+    local stages = {}
+    for _, st in ipairs(run.stages) do stages[st.stage] = st end
+    assert.equals("ok", stages.first.status)
+    assert.equals("aborted", stages.slow.status)
+    assert.matches("started slow", stages.slow.log, 1, true)
+    res = support.orch("pipeline", "history", "p", "-f", dir .. "/ci.lua")
+    assert.matches("aborted", res.stdout, 1, true)
+    assert.not_matches("running", res.stdout, 1, true)
+  end)
+end)

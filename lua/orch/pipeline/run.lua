@@ -166,10 +166,23 @@ function Execution:context(stage)
   function ctx.echo(text)
     text = secret.scrub(text)
     ctx.lines[#ctx.lines + 1] = text
+    if ctx.file then ctx.file:write(text, "\n") end
     self.run:emit({ event = "output", name = stage.name, line = text })
   end
+  -- Once a stage prints, its log goes to its file line by line as well, so
+  -- a kill -9 keeps what it printed (a stage that prints nothing costs no
+  -- file); 0600, as a secret in an encoding no mask knows may be in it.
   function ctx.log(text)
-    ctx.printed = true
+    if not ctx.printed then
+      ctx.printed = true
+      local path = ("%s/logs/%s.log"):format(self.workspace, stage.name)
+      ctx.file = io.open(path, "wb")
+      if ctx.file then
+        fs.chmod(path, "0600")
+        ctx.file:setvbuf("line")
+        ctx.file:write(table.concat(ctx.lines, "\n"), #ctx.lines > 0 and "\n" or "")
+      end
+    end
     for line in tostring(text):gsub("\n$", ""):gmatch("[^\n]*") do ctx.echo(line) end
   end
   -- seconds left of the stage's timeout (nil: none), for each command
@@ -198,7 +211,11 @@ function Execution:run_stage(stage)
     return
   end
   self.sem:acquire()
-  r.started = loop.time()
+  r.started, r.status = loop.time(), "running"
+  -- on record at once: a run killed now leaves a stage the store can mark
+  -- aborted (the next run does, state.begin_run), not one it never heard of
+  self:record(r)
+  self:flush()
   self.running[#self.running + 1] = stage.name
   self.run:emit({ event = "stage_start", name = stage.name, hosts = stage.on })
   self:progress()
@@ -230,15 +247,7 @@ function Execution:run_stage(stage)
     or "failed"
   r.reason = secret.scrub(not ok and self.cancelled or fail_why)
   r.log = table.concat(ctx.lines, "\n")
-  -- a log, not state: written plainly (an atomic write's fsync per stage
-  -- cost more than the stage), and only when the stage printed something
-  -- (a file each cost more than a stage of `true`); for its owner only,
-  -- as a secret in an encoding no mask knows may be in it
-  if ctx.printed then
-    local path = ("%s/logs/%s.log"):format(self.workspace, stage.name)
-    local f = io.open(path, "wb")
-    if f then fs.chmod(path, "0600"); f:write(r.log, "\n"); f:close() end
-  end
+  if ctx.file then ctx.file:close() end
   if r.status == "failed" then self.any_failed = true end
   self:record(r)
   for i, n in ipairs(self.running) do if n == stage.name then table.remove(self.running, i) break end end
@@ -323,7 +332,7 @@ function Execution:finish()
   local interrupted = self.cancelled or loop.interrupted()
   for _, stage in ipairs(self.pipeline.stages) do
     local r = self.results[stage.name]
-    if interrupted and (not r or not r.status) then
+    if interrupted and (not r or not r.status or r.status == "running") then
       r = r or { name = stage.name, attempts = 0 }
       r.status, r.reason, r.finished = "interrupted", tostring(interrupted), r.started and loop.time()
       self.results[stage.name] = r

@@ -153,6 +153,7 @@ function M.open(path)
     db:close()
     return nil, merr, mcode
   end
+  pcall(store.abort_dead_runs, store)   -- housekeeping: a store busy now is tidied next time
   return store
 end
 
@@ -233,9 +234,44 @@ local function is_dead(r)
   return stat == nil or stat:match("^%d+ %(.*%) (%a)") == "Z"
 end
 
---- Record the start of a run; returns its id. In the same transaction,
--- runs still 'running' whose process has died become 'aborted'. (Several
--- runs may be live at once: pipelines take their own locks.)
+-- The pipeline runs of dead run `run_id`, and their stages that were
+-- running, become 'aborted'; a stage keeps the log it had written.
+local function abort_pipeline_runs(db, run_id, t)
+  for _, p in ipairs(must(db:rows("SELECT id, workspace FROM pipeline_runs WHERE run_id = ? AND status = 'running'",
+      run_id))) do
+    must(db:exec("UPDATE pipeline_runs SET status = 'aborted', finished = ? WHERE id = ?", t, p.id))
+    for _, st in ipairs(must(db:rows("SELECT stage FROM stage_runs WHERE pipeline_run = ? AND status = 'running'",
+        p.id))) do
+      local log = p.workspace and fs.read(("%s/logs/%s.log"):format(p.workspace, st.stage))
+      must(db:exec("UPDATE stage_runs SET status = 'aborted', finished = ?, reason = ?, log = COALESCE(?, log)"
+        .. " WHERE pipeline_run = ? AND stage = ?", t, "orch stopped without finishing it (killed?)",
+        log and log:gsub("\n$", ""), p.id, st.stage))
+    end
+  end
+end
+
+--- Runs still 'running' whose process has died become 'aborted', with
+-- their pipeline runs and running stages; done whenever a store is opened,
+-- so history never shows a dead run as running. (Several runs may be live
+-- at once: pipelines take their own locks.)
+function Store:abort_dead_runs()
+  local db = self.db
+  local dead = {}
+  for _, r in ipairs(must(db:rows("SELECT id, hostname, pid FROM runs WHERE status = 'running'"))) do
+    if is_dead(r) then dead[#dead + 1] = r.id end
+  end
+  if #dead == 0 then return end
+  must(self:transaction(function()
+    local t = now()
+    for _, id in ipairs(dead) do
+      must(db:exec("UPDATE runs SET status = 'aborted', finished = ? WHERE id = ? AND status = 'running'", t, id))
+      abort_pipeline_runs(db, id, t)
+    end
+    return true
+  end))
+end
+
+--- Record the start of a run; returns its id.
 function Store:begin_run(r)
   if type(r) ~= "table" or type(r.playbook) ~= "string" then
     error("begin_run expects { playbook = string, ... }", 2)
@@ -243,11 +279,6 @@ function Store:begin_run(r)
   local db = self.db
   return self:transaction(function()
     local t = now()
-    for _, r in ipairs(must(db:rows("SELECT id, hostname, pid FROM runs WHERE status = 'running'"))) do
-      if is_dead(r) then
-        must(db:exec("UPDATE runs SET status = 'aborted', finished = ? WHERE id = ?", t, r.id))
-      end
-    end
     must(db:exec("INSERT INTO runs (playbook, command, started, status, who,"
                  .. " hostname, pid) VALUES (?, ?, ?, 'running', ?, ?, ?)",
                  r.playbook, r.command, t, r.who or username(), info.hostname,
