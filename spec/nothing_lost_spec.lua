@@ -67,3 +67,43 @@ describe("a pipeline run killed mid-stage (#12)", function()
     assert.not_matches("running", res.stdout, 1, true)
   end)
 end)
+
+describe("what a killed orch left running (#12)", function()
+  local dir
+  before_each(function() dir = support.tmpdir() end)
+  after_each(function() support.remove_tree(dir) end)
+
+  -- start `orch ARGS` in dir, wait until its command wrote $D/pid, kill -9 orch
+  local function kill_mid_command(...)
+    local p = assert(require("orch.core.proc").spawn({ argv = { support.bin, ... }, cwd = dir }))
+    local pid = tonumber(support.wait_for(dir .. "/pid", "\n"):match("%d+"))
+    assert(p:kill("KILL"))
+    p:wait()
+    p:close()
+    assert.is_true(support.alive(pid))   -- a command outlives the orch killed under it...
+    return pid
+  end
+
+  for _, case in ipairs({
+    { what = "a play", file = "site.lua", body = 'command { "echo $$ > $D/pid; exec sleep 60" }\n', cmd = "play",
+      next = { "play", "site.lua" } },
+    { what = "an apply", file = "infra.lua", body = 'resource "command" "c" { cmd = "echo $$ > $D/pid; exec sleep 60" }\n',
+      cmd = "apply", next = { "apply", "infra.lua", "--auto-approve" } },
+  }) do
+    it(("is ended, and said, before the next run takes over (%s)"):format(case.what), function()
+      support.write(dir .. "/" .. case.file, (case.body:gsub("%$D", dir)))
+      local args = { table.unpack(case.next) }
+      local pid = kill_mid_command(table.unpack(args))
+      finally(function() require("orch.proc").run({ "kill", "-9", tostring(pid) }) end)
+      os.remove(dir .. "/pid")
+      -- ...until the next run: it ends the group first (and runs its own)
+      support.write(dir .. "/" .. case.file, (case.body:gsub("echo %$%$ > %$D/pid; exec sleep 60", "true")))
+      args[#args + 1] = { cwd = dir }
+      local res = support.orch(table.unpack(args))
+      assert.equals(0, res.code, res.stdout .. res.stderr)
+      assert.matches("ended what", res.stderr, 1, true)
+      assert.matches(("group %d"):format(pid), res.stderr, 1, true)
+      assert.is_false(support.alive(pid))
+    end)
+  end
+end)

@@ -118,6 +118,7 @@ function M.run(cmd, opts)
   local on_out, on_err = spawn.on_stdout, spawn.on_stderr
   local p, err, code = core.spawn(spawn)
   if not p then return nil, err, code end
+  if M.on_spawn then M.on_spawn(p:pid()) end
   if spawn.on_spawn then spawn.on_spawn(p) end
   if on_out or on_err then
     local feeds, flushes = {}, {}
@@ -137,6 +138,10 @@ function M.run(cmd, opts)
   res.ok = M.failure(res) == nil
   return res
 end
+
+--- on_spawn(pid), when set, hears of every process run starts (a group
+-- leader: state/orphans.lua journals them while a lock is held).
+M.on_spawn = nil
 
 --- Like run, but a failure is an error that names the command, why it
 -- failed and the tail of its stderr.

@@ -81,7 +81,8 @@ end
 local function as_run(opts, command, fn)
   local store, err = open_store(opts)
   if not store then return fail(err) end
-  local lock, lerr = store:lock({ timeout = opts.lock_timeout, command = command })
+  local lock, lerr = store:lock({ timeout = opts.lock_timeout, command = command,
+    warn = function(msg) io.stderr:write("orch: warning: ", msg, "\n") end })
   if not lock then store:close(); return fail(lerr) end
   local run_id = store:begin_run({ playbook = "-", command = command })
   local ok, code = pcall(fn, store, run_id)

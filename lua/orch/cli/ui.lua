@@ -249,8 +249,21 @@ end
 function M.quiet(ui)
   local q = M.new({ json = true })
   q.emit = function() end
-  if ui then q.error = function(_, msg) ui:error(msg) end end
+  if ui then
+    q.error = function(_, msg) ui:error(msg) end
+    q.warn = function(_, msg) ui:warn(msg) end
+  end
   return q
+end
+
+--- Something the user should know that does not stop the command: one
+-- line on stderr (and a JSON event).
+function ui:warn(msg)
+  if self.json then
+    self.out:write(json.encode({ event = "warning", message = msg }), "\n")
+    self.out:flush()
+  end
+  self.err:write("orch: warning: ", msg, "\n")
 end
 
 --- An error that ends the command: one line on stderr (or a JSON event).

@@ -7,6 +7,7 @@ local fs = require("orch.core.fs")
 local info = require("orch.core.info")
 local secret = require("orch.secret")
 local sealed = require("orch.state.sealed")
+local orphans = require("orch.state.orphans")
 
 local M = {}
 
@@ -170,6 +171,8 @@ function Workspace:lock(operation, timeout, warn)
       local l = st.db:row("SELECT * FROM infra_locks WHERE workspace = ?", self.name)
       if l and is_dead(l) then
         warn(("taking over the lock of a process that died: %s"):format(holder(l)))
+        local ended = orphans.end_left_by(self.store.path, l.pid)
+        if #ended > 0 then warn(("ended what it left running: %s"):format(table.concat(ended, "; "))) end
         assert(st.db:exec("DELETE FROM infra_locks WHERE workspace = ?", self.name))
         l = nil
       end
@@ -180,7 +183,11 @@ function Workspace:lock(operation, timeout, warn)
       return true
     end)
     if got == nil then return nil, err end
-    if got then self.lock_id = id; return id end
+    if got then
+      self.lock_id = id
+      orphans.journal(self.store.path)
+      return id
+    end
     if loop.now() - start >= timeout then
       return nil, ("workspace %s is locked by %s; gave up after %g s (orch state unlock %s forces it)"):format(
         self.name, err, timeout, err:match("^lock (%S+):"))

@@ -29,7 +29,8 @@ function M.execute(path, name, opts)
     store:finish_run(run_id, "failed")
     return nil, lerr, "EINVAL"
   end
-  local lock, kerr, kcode = store:lock({ timeout = opts.lock_timeout, command = command, scope = "pipeline-" .. name })
+  local lock, kerr, kcode = store:lock({ timeout = opts.lock_timeout, command = command, scope = "pipeline-" .. name,
+    warn = function(msg) ui:warn(msg) end })
   if not lock then
     store:finish_run(run_id, "failed")
     return nil, kerr, kcode

@@ -73,7 +73,8 @@ function M.execute(path, opts)
   local store, serr, scode = state.open(db_path)
   if not store then return nil, serr, scode end
   local command = "orch play " .. path .. (opts.check and " --check" or "")
-  local lock, lock_err, lock_code = store:lock({ timeout = opts.lock_timeout, command = command })
+  local lock, lock_err, lock_code = store:lock({ timeout = opts.lock_timeout, command = command,
+    warn = function(msg) ui:warn(msg) end })
   if not lock then store:close(); return nil, lock_err, lock_code end
 
   local forks = math.tointeger(opts.forks) or 50

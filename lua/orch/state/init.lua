@@ -6,6 +6,7 @@ local fs = require("orch.core.fs")
 local loop = require("orch.core.loop")
 local info = require("orch.core.info")
 local cjson = require("cjson")
+local orphans = require("orch.state.orphans")
 
 local M = {}
 
@@ -181,6 +182,15 @@ local function describe_holder(what, data, waited)
   return string.format("%s is locked by %s; gave up after %g s", what, who, waited)
 end
 
+-- Whether the process that recorded run r is gone: it ran here, and its
+-- pid is free or a zombie. (A pid reused since is taken for the run's: the
+-- run then stays 'running' until that process ends too.)
+local function is_dead(r)
+  if r.hostname ~= info.hostname or math.type(r.pid) ~= "integer" or r.pid == info.pid then return false end
+  local stat = fs.read("/proc/" .. r.pid .. "/stat")
+  return stat == nil or stat:match("^%d+ %(.*%) (%a)") == "Z"
+end
+
 --- Take the store's exclusive lock, so two runs that change state never
 -- interleave: a flock on PATH.lock, held by the returned userdata until
 -- :unlock(), <close> or exit (the kernel drops it if we die, so a crash
@@ -204,6 +214,18 @@ function Store:lock(opts)
   while true do
     local lk, err, code = fs.lock(lockpath)
     if lk then
+      -- a holder that died (its flock went with it) may have left commands
+      -- running: they end before this run starts its own
+      local ok_, before = pcall(cjson.decode, fs.read(lockpath) or "")
+      if ok_ and type(before) == "table" then before.pid = math.tointeger(before.pid) end
+      if ok_ and type(before) == "table" and is_dead(before) then
+        local ended = orphans.end_left_by(self.path, before.pid)
+        if #ended > 0 and opts.warn then
+          opts.warn(("ended what pid %d (which died holding %s) left running: %s"):format(
+            before.pid, what, table.concat(ended, "; ")))
+        end
+      end
+      orphans.journal(self.path)
       local ok, werr, wcode = lk:write(cjson.encode({
         pid = info.pid, hostname = info.hostname, user = username(),
         since = now(), command = opts.command or cmdline(),
@@ -224,15 +246,6 @@ function Store:lock(opts)
 end
 
 -- ---- runs and events --------------------------------------------------
-
--- Whether the process that recorded run r is gone: it ran here, and its
--- pid is free or a zombie. (A pid reused since is taken for the run's: the
--- run then stays 'running' until that process ends too.)
-local function is_dead(r)
-  if r.hostname ~= info.hostname or math.type(r.pid) ~= "integer" or r.pid == info.pid then return false end
-  local stat = fs.read("/proc/" .. r.pid .. "/stat")
-  return stat == nil or stat:match("^%d+ %(.*%) (%a)") == "Z"
-end
 
 -- The pipeline runs of dead run `run_id`, and their stages that were
 -- running, become 'aborted'; a stage keeps the log it had written.
