@@ -107,3 +107,21 @@ describe("what a killed orch left running (#12)", function()
     end)
   end
 end)
+
+describe("temporaries of an interrupted write (#12)", function()
+  local dir
+  before_each(function() dir = support.tmpdir() end)
+  after_each(function() support.remove_tree(dir) end)
+
+  it("are removed by the next run that manages the path, and said", function()
+    support.write(dir .. "/.b.txt.orch-Ab12Cd", ("x"):rep(1000))   -- as fs.write names them
+    support.write(dir .. "/.other.orch-Ab12Cd", "not ours to touch")
+    support.write(dir .. "/site.lua", ('file { %q, content = "new" }\n'):format(dir .. "/b.txt"))
+    local res = support.orch("play", dir .. "/site.lua", "--state", dir .. "/state.db")
+    assert.equals(0, res.code, res.stdout .. res.stderr)
+    assert.matches("removed " .. dir .. "/.b.txt.orch-Ab12Cd (1000 bytes), left by an interrupted write", res.stdout, 1, true)
+    assert.is_nil(fs.stat(dir .. "/.b.txt.orch-Ab12Cd"))
+    assert.truthy(fs.stat(dir .. "/.other.orch-Ab12Cd"))
+    assert.equals("new", support.read(dir .. "/b.txt"))
+  end)
+end)

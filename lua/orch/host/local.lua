@@ -47,6 +47,13 @@ end
 --- path as orch records it: absolute (against the current folder) and normalised.
 function Host:absolute(path) return paths.absolute(path) end
 
+--- Temporaries an interrupted atomic write of path left beside it
+-- (".NAME.orch-XXXXXX"): their paths.
+function Host:leftover_temps(path)
+  local dir, base = path:match("^(.*)/([^/]*)$")
+  return paths.temps_of(dir, base, fs.list(dir ~= "" and dir or "/") or {})
+end
+
 function Host:read(path) return fs.read(path) end
 
 --- Atomic write: temp file beside path, mode/owner set, then rename.

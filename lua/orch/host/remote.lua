@@ -158,6 +158,13 @@ function Remote:absolute(path)
   return paths.normalize(path)
 end
 
+--- Temporaries an interrupted atomic write of path left beside it.
+function Remote:leftover_temps(path)
+  local names = {}
+  for i, e in ipairs(self.session:list(dirname(path)) or {}) do names[i] = e.name end
+  return paths.temps_of(dirname(path), basename(path), names)
+end
+
 function Remote:read(path) return self.session:read(path) end
 
 --- Atomic write: a temp file beside path (mode and owner set first), then

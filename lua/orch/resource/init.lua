@@ -110,6 +110,14 @@ local function converge_file(ctx, typedef, want, label)
     ctx.log(("backed up %s to %s"):format(path, backup))
   end
   history.ensure_original(run.store, h, path, run.id, label)
+  -- what an interrupted write of this path left (a kill -9 mid-write): gone
+  -- now, and said (under the store's lock, no other orch is writing it)
+  for _, tmp in ipairs(h:leftover_temps(path)) do
+    local st = h:stat(tmp, { link = true })
+    if st and st.type == "file" and h:remove(tmp) then
+      ctx.log(("removed %s (%d bytes), left by an interrupted write"):format(tmp, st.size or 0))
+    end
+  end
   if new_content then
     -- a new file that holds a secret is for its owner only, unless told
     local mode = want.mode
