@@ -36,6 +36,38 @@ describe("nothing lost (#12)", function()
   end)
 end)
 
+describe("a hand edit (#12)", function()
+  local dir
+  before_each(function() dir = support.tmpdir() end)
+  after_each(function() support.remove_tree(dir) end)
+
+  it("is kept as a version before a rollback or a play replaces it", function()
+    local f = dir .. "/app.conf"
+    local function play(content)
+      support.write(dir .. "/site.lua", ("file { %q, content = %q }\n"):format(f, content))
+      local res = support.orch("play", dir .. "/site.lua", "--state", dir .. "/state.db")
+      assert.equals(0, res.code, res.stdout .. res.stderr)
+      return res
+    end
+    play("v1\n")
+    play("v2\n")
+    support.write(f, "edited by hand\n")
+    local res = support.orch("rollback", f, "--state", dir .. "/state.db")
+    assert.equals(0, res.code, res.stdout .. res.stderr)
+    assert.matches("local:" .. f .. " was changed outside orch: kept that as version 3 first", res.stdout, 1, true)
+    assert.equals("v1\n", support.read(f))
+    res = support.orch("rollback", f, "--to", "3", "--state", dir .. "/state.db")
+    assert.equals(0, res.code, res.stdout .. res.stderr)
+    assert.equals("edited by hand\n", support.read(f))
+    -- a play over a hand edit keeps it too
+    support.write(f, "edited again\n")
+    res = play("v3\n")
+    assert.matches(f .. " was changed outside orch: kept as version", res.stdout, 1, true)
+    res = support.orch("history", f, "--state", dir .. "/state.db")
+    assert.matches("drift", res.stdout, 1, true)
+  end)
+end)
+
 describe("a pipeline run killed mid-stage (#12)", function()
   local dir
   before_each(function() dir = support.tmpdir() end)

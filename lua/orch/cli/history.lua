@@ -99,6 +99,9 @@ local function restore(store, run_id, host, path, version, opts)
   if not h then io.stderr:write("orch: ", err, "\n"); return false end
   local new, rerr = history.restore(store, h, path, version, run_id)
   if new == nil then io.stderr:write("orch: ", rerr, "\n"); return false end
+  if rerr then   -- the drift version
+    io.stdout:write(("%s:%s was changed outside orch: kept that as version %d first\n"):format(host, path, rerr))
+  end
   if new then
     io.stdout:write(("restored %s:%s to version %d (recorded as version %d)\n"):format(host, path, version, new))
   else

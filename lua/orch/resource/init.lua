@@ -110,6 +110,13 @@ local function converge_file(ctx, typedef, want, label)
     ctx.log(("backed up %s to %s"):format(path, backup))
   end
   history.ensure_original(run.store, h, path, run.id, label)
+  -- a hand edit since orch's last write (or a write a killed run never
+  -- recorded) becomes a version before orch replaces it
+  local drift = history.record_drift(run.store, h, path, run.id,
+    st and { sha256 = st.sha256, mode = st.mode, uid = st.uid, gid = st.gid },
+    function() return st and { content = have.content, mode = st.mode, uid = st.uid, gid = st.gid,
+      owner = st.user, group = st.group } end)
+  if drift then ctx.log(("%s was changed outside orch: kept as version %d"):format(path, drift)) end
   -- what an interrupted write of this path left (a kill -9 mid-write): gone
   -- now, and said (under the store's lock, no other orch is writing it)
   for _, tmp in ipairs(h:leftover_temps(path)) do

@@ -88,10 +88,30 @@ local function same(snap, row)
     and snap.mode == row.mode and snap.uid == row.uid and snap.gid == row.gid
 end
 
+--- If host:path is not as its latest version recorded it (edited by
+-- hand, or installed by a run killed before it could record it), record
+-- what is there as a version of its own, action "drift", so no content is
+-- ever lost to orch's next write. now: { sha256, mode, uid, gid }, or
+-- false when absent; snapshot(): the full snapshot, asked only when it
+-- differs. Returns the new version's number, or nil.
+function M.record_drift(store, h, path, run_id, now, snapshot)
+  local latest = M.latest(store, h.name, path)
+  if not latest then return nil end
+  if now then
+    if latest.state == "file" and latest.sha256 == now.sha256 and latest.mode == now.mode
+        and latest.uid == now.uid and latest.gid == now.gid then return nil end
+  elseif latest.state == "absent" then
+    return nil
+  end
+  return M.record(store, { host = h.name, path = path, snapshot = snapshot(), run_id = run_id,
+    action = "drift", resource = "changed outside orch" })
+end
+
 --- Put version `version` of path back on host h, byte for byte with its
--- mode and ownership, and record that as a new version. Returns the new
--- version number, or false when the file already was that version; nil,
--- err when it can't be done.
+-- mode and ownership, and record that as a new version. What is there
+-- first, if orch did not put it there, is recorded as a drift version.
+-- Returns the new version number (or false when the file already was that
+-- version) and the drift version's, if any; nil, err when it can't be done.
 function M.restore(store, h, path, version, run_id)
   local row = M.get(store, h.name, path, version)
   if not row then
@@ -101,14 +121,16 @@ function M.restore(store, h, path, version, run_id)
     return nil, ("%s:%s version %d held a secret, so its content was not stored"):format(h.name, path, version)
   end
   local now = M.snapshot(h, path)
-  if same(now, row) then return false end
+  local drift = M.record_drift(store, h, path, run_id, now and { sha256 = fs.sha256_data(now.content),
+    mode = now.mode, uid = now.uid, gid = now.gid }, function() return now end)
+  if same(now, row) then return false, drift end
   if row.state == "absent" then
     must(h:remove(path))
   else
     must(h:write(path, row.content, { mode = row.mode, owner = row.uid, group = row.gid }))
   end
   return M.record(store, { host = h.name, path = path, snapshot = M.snapshot(h, path), run_id = run_id,
-    action = "rollback", resource = ("rollback to version %d"):format(version) })
+    action = "rollback", resource = ("rollback to version %d"):format(version) }), drift
 end
 
 --- The files a run changed: { host, path, first } (the first version it

@@ -169,4 +169,32 @@ return {
   CREATE INDEX webhook_deliveries_id ON webhook_deliveries (pipeline, delivery);
   CREATE INDEX webhook_deliveries_received ON webhook_deliveries (received);
   ]],
+  -- 7: a file version may be "drift": what was there, changed outside orch,
+  -- kept before orch wrote over it (SQLite changes a CHECK by rebuilding)
+  [[
+  CREATE TABLE file_versions_new (
+    id       INTEGER PRIMARY KEY,
+    host     TEXT NOT NULL,
+    path     TEXT NOT NULL,
+    version  INTEGER NOT NULL,
+    state    TEXT NOT NULL CHECK (state IN ('file', 'absent')),
+    sha256   TEXT,
+    stored   INTEGER NOT NULL DEFAULT 1,
+    size     INTEGER,
+    mode     INTEGER,
+    uid      INTEGER,
+    gid      INTEGER,
+    owner    TEXT,
+    grp      TEXT,
+    run_id   INTEGER REFERENCES runs(id),
+    time     REAL NOT NULL,
+    action   TEXT NOT NULL CHECK (action IN ('original', 'apply', 'rollback', 'drift')),
+    resource TEXT,
+    UNIQUE (host, path, version)
+  );
+  INSERT INTO file_versions_new SELECT * FROM file_versions;
+  DROP TABLE file_versions;
+  ALTER TABLE file_versions_new RENAME TO file_versions;
+  CREATE INDEX file_versions_run ON file_versions (run_id);
+  ]],
 }
