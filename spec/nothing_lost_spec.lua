@@ -157,3 +157,42 @@ describe("temporaries of an interrupted write (#12)", function()
     assert.equals("new", support.read(dir .. "/b.txt"))
   end)
 end)
+
+describe("handlers a failed run notified (#12)", function()
+  local dir
+  before_each(function() dir = support.tmpdir() end)
+  after_each(function() support.remove_tree(dir) end)
+
+  local function play(body, ...)
+    support.write(dir .. "/site.lua", (body:gsub("%$D", dir)))
+    return support.orch("play", dir .. "/site.lua", ...)
+  end
+
+  local BODY = [[
+handler "restart app" (function(h) sh("echo restarted >> $D/restarts") end)
+file { "$D/app.conf", content = "%s", notify = "restart app" }
+%s
+]]
+
+  it("run on the next run of the playbook, and at once with --force-handlers", function()
+    -- changes the file, then fails before its handlers
+    local res = play(BODY:format("v1", 'error("boom")'))
+    assert.equals(2, res.code)
+    assert.is_nil(fs.stat(dir .. "/restarts"))
+    -- nothing changes now, and yet the restart it owed happens
+    res = play(BODY:format("v1", ""))
+    assert.equals(0, res.code, res.stdout .. res.stderr)
+    assert.matches("1 handler an earlier run notified but never ran will run now", res.stdout, 1, true)
+    assert.equals("restarted\n", support.read(dir .. "/restarts"))
+    -- owed once: the next run has nothing to do
+    res = play(BODY:format("v1", ""))
+    assert.equals("restarted\n", support.read(dir .. "/restarts"))
+    -- --force-handlers runs it in the failing run itself
+    res = play(BODY:format("v2", 'error("boom")'), "--force-handlers")
+    assert.equals(2, res.code)
+    assert.equals("restarted\nrestarted\n", support.read(dir .. "/restarts"))
+    res = play(BODY:format("v2", ""))
+    assert.not_matches("earlier run notified", res.stdout, 1, true)
+    assert.equals("restarted\nrestarted\n", support.read(dir .. "/restarts"))
+  end)
+end)

@@ -261,7 +261,7 @@ describe("orch.state migrations", function()
     end
     assert.same({ "blobs", "config_files", "configs", "events", "events_run_seq", "file_versions",
       "file_versions_run", "infra_locks", "infra_outputs", "infra_resources", "infra_workspaces",
-      "pipeline_artifacts", "pipeline_runs", "pipeline_runs_name", "pipeline_triggers", "runs", "stage_runs",
+      "pending_handlers", "pipeline_artifacts", "pipeline_runs", "pipeline_runs_name", "pipeline_triggers", "runs", "stage_runs",
       "webhook_deliveries", "webhook_deliveries_id", "webhook_deliveries_received" }, names)
     local f = io.popen("stat -c %a " .. sh_quote(dir .. "/a/b") .. " " .. sh_quote(path))
     assert.equals("700", f:read("l"))

@@ -79,16 +79,26 @@ function M.execute(path, opts)
 
   local forks = math.tointeger(opts.forks) or 50
   local run = run_mod.new({ ui = ui, store = store, check = opts.check, diff = opts.diff,
+    pending_key = require("orch.paths").absolute(path), force_handlers = opts.force_handlers,
     playbook_dir = dirname(path), inventory = inventory_mod.new(), limit = opts.limit, forks = forks })
   local loaded, ierr = run.inventory:load_all(opts.inventory)
   if not loaded then lock:unlock(); store:close(); return nil, ierr, "EINVAL" end
   run.id = store:begin_run({ playbook = path, command = command })
   local started = loop.now()
   run:emit({ event = "run_start", playbook = path, check = opts.check or nil })
+  local pending = not opts.check and run:restore_pending() or 0
+  if pending > 0 then
+    run:emit({ event = "log", host = run:host().name, message = ("%d handler%s an earlier run notified but never ran"
+      .. " will run now"):format(pending, pending == 1 and "" or "s") })
+  end
 
   local ok, err = M.evaluate(run, chunk, path, { vars = vars, forks = forks })
   if ok then ok, err = xpcall(loop.run, traceback) end
-  if ok then ok, err = xpcall(run.run_handlers, traceback, run) end
+  if ok or (opts.force_handlers and not loop.interrupted()) then
+    -- --force-handlers: what was notified runs even after a failure
+    local hok, herr = xpcall(run.run_handlers, traceback, run)
+    if ok then ok, err = hok, herr end
+  end
 
   local outcome, final = "ok", nil
   if loop.interrupted() then

@@ -75,8 +75,14 @@ function M.run(run, name, spec)
   for first = 1, #hosts, batch_size do
     local batch = table.move(hosts, first, math.min(first + batch_size - 1, #hosts), 1, {})
     local outcome = on_hosts(run, batch, forks, function(h)
-      spec[1](h)
+      if not run.force_handlers then
+        spec[1](h)
+        return run:run_handlers(spec.handlers)
+      end
+      -- --force-handlers: a host that failed still runs what it notified
+      local ok, err = xpcall(spec[1], errors.traceback, h)
       run:run_handlers(spec.handlers)
+      if not ok then error(err, 0) end
     end)
     local failed = 0
     for _, o in pairs(outcome) do if o ~= "ok" then failed = failed + 1 end end

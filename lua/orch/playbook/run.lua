@@ -16,7 +16,7 @@ Run.__index = Run
 function M.new(opts)
   local run = setmetatable(opts, Run)
   run.hosts, run.order, run.failed = {}, {}, false
-  run.handlers, run.handler_order, run.notified = {}, {}, {}
+  run.handlers, run.handler_order, run.notified, run.restored = {}, {}, {}, {}
   run.pending, run.flushed = {}, loop.now()
   run.localhost = host_mod.localhost()
   run.connections = {}   -- host name -> host object, or false, error
@@ -112,14 +112,35 @@ function Run:add_handler(name, fn, where)
 end
 
 --- Queue handlers by name for the current host (each runs once, at the
--- end of its play or of the playbook); `by` names who asked.
+-- end of its play or of the playbook); `by` names who asked. Kept in the
+-- store too (run.pending_key: the playbook), until the handler has run: a
+-- run that fails first leaves them to the next run of the playbook.
 function Run:notify(names, by)
   local host = self:host().name
   local queue = self.notified[host]
   if not queue then queue = {}; self.notified[host] = queue end
   for _, name in ipairs(names) do
-    if not queue[name] then queue[name] = by end
+    if not queue[name] then
+      queue[name] = by
+      if self.pending_key and not self.check then
+        self.store.db:exec("INSERT OR IGNORE INTO pending_handlers (playbook, host, name, notified_by, run_id, time)"
+          .. " VALUES (?, ?, ?, ?, ?, ?)", self.pending_key, host, name, by, self.id, loop.time())
+      end
+    end
   end
+end
+
+--- Queue the handlers an earlier run of the playbook notified but never
+-- ran (it failed or was killed first); returns how many.
+function Run:restore_pending()
+  local rows = self.store.db:rows("SELECT * FROM pending_handlers WHERE playbook = ?", self.pending_key) or {}
+  for _, r in ipairs(rows) do
+    local queue = self.notified[r.host] or {}
+    self.notified[r.host] = queue
+    queue[r.name] = ("%s (run %s, which ended before its handlers ran)"):format(r.notified_by or "?", r.run_id or "?")
+    self.restored[r.host .. "\0" .. r.name] = true
+  end
+  return #rows
 end
 
 --- Run the handlers notified for the current host: a play's own
@@ -130,7 +151,9 @@ function Run:run_handlers(play_handlers)
   local queue = self.notified[h.name]
   if not queue then return end
   for name, by in pairs(queue) do
-    if not self.handlers[name] and not (play_handlers and play_handlers[name]) then
+    -- one an earlier run left may belong to another play: it waits for it
+    if not self.handlers[name] and not (play_handlers and play_handlers[name])
+        and not self.restored[h.name .. "\0" .. name] then
       error(errors.failure(("%s notified handler '%s', but no handler has that name"):format(by, name)), 0)
     end
   end
@@ -146,6 +169,10 @@ function Run:run_handlers(play_handlers)
       self:emit({ event = "handler", host = h.name, name = name })
       local fn = play_handlers and play_handlers[name] or self.handlers[name].fn
       fn(h)
+      if self.pending_key and not self.check then
+        self.store.db:exec("DELETE FROM pending_handlers WHERE playbook = ? AND host = ? AND name = ?",
+          self.pending_key, h.name, name)
+      end
     end
   end
   self.notified[h.name] = nil

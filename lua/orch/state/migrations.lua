@@ -197,4 +197,17 @@ return {
   ALTER TABLE file_versions_new RENAME TO file_versions;
   CREATE INDEX file_versions_run ON file_versions (run_id);
   ]],
+  -- 8: handlers notified by a run that ended before they ran: the next
+  -- run of the same playbook runs them
+  [[
+  CREATE TABLE pending_handlers (
+    playbook TEXT NOT NULL,
+    host     TEXT NOT NULL,
+    name     TEXT NOT NULL,
+    notified_by TEXT,
+    run_id   INTEGER,
+    time     REAL NOT NULL,
+    PRIMARY KEY (playbook, host, name)
+  );
+  ]],
 }
