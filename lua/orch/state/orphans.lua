@@ -28,12 +28,14 @@ end
 -- (from now on, until it exits).
 function M.journal(store_path)
   if store_path == ":memory:" then return end
-  local dir = store_path .. ".procs"
-  fs.mkdir(dir, "0700")
   local file = journal_of(store_path, info.pid)
   proc.on_spawn = function(pid)
     local st = stat_of(pid)
     local f = io.open(file, "a")
+    if not f then   -- the first group: the folder is made when needed
+      fs.mkdir(store_path .. ".procs", "0700")
+      f = io.open(file, "a")
+    end
     if f then f:write(("%d %s\n"):format(pid, st and st.start or "?")); f:close() end
   end
 end
