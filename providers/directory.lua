@@ -27,6 +27,13 @@ return {
       recurse = { type = "boolean", default = false },
     },
     read = function(ctx, want)
+      -- a link to a directory is followed, as Ansible does, but never
+      -- recursed through: that would change a tree the path only points at
+      local lst = want.recurse and ctx.host:stat(want.path, { link = true })
+      if lst and lst.type == "link" then
+        error(("%s is a symbolic link (to %s): orch does not recurse through a link; name the directory itself"):format(
+          want.path, tostring(ctx.host:readlink(want.path))), 0)
+      end
       local st = ctx.host:stat(want.path)
       if not st then return nil end
       if st.type ~= "directory" then

@@ -196,3 +196,37 @@ file { "$D/app.conf", content = "%s", notify = "restart app" }
     assert.equals("restarted\nrestarted\n", support.read(dir .. "/restarts"))
   end)
 end)
+
+describe("symbolic links (#12)", function()
+  local dir
+  before_each(function() dir = support.tmpdir() end)
+  after_each(function() support.remove_tree(dir) end)
+
+  local function play(body)
+    support.write(dir .. "/site.lua", (body:gsub("%$D", dir)))
+    return support.orch("play", dir .. "/site.lua", "--state", dir .. "/state.db")
+  end
+
+  it("line and file edit what a link points at, and the link stays a link", function()
+    assert(fs.mkdir(dir .. "/etc", "0755"))
+    support.write(dir .. "/etc/real.conf", "a=1\n")
+    assert(fs.symlink("etc/real.conf", dir .. "/app.conf"))
+    local res = play('line { "$D/app.conf", line = "b=2" }\n')
+    assert.equals(0, res.code, res.stdout .. res.stderr)
+    assert.equals("link", fs.lstat(dir .. "/app.conf").type)
+    assert.equals("a=1\nb=2\n", support.read(dir .. "/etc/real.conf"))
+    res = play('file { "$D/app.conf", content = "whole\\n" }\n')
+    assert.equals(0, res.code, res.stdout .. res.stderr)
+    assert.equals("link", fs.lstat(dir .. "/app.conf").type)
+    assert.equals("whole\n", support.read(dir .. "/etc/real.conf"))
+  end)
+
+  it("a directory is never recursed through a link", function()
+    assert(fs.mkdir(dir .. "/tree/sub", "0755"))
+    assert(fs.symlink("tree", dir .. "/link"))
+    local res = play('directory { "$D/link", mode = "0700", recurse = true }\n')
+    assert.equals(1, res.code)
+    assert.matches(dir .. "/link is a symbolic link (to tree): orch does not recurse through a link", res.stdout, 1, true)
+    assert.equals("0755", ("%04o"):format(fs.stat(dir .. "/tree/sub").mode & 4095))
+  end)
+end)

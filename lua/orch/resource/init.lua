@@ -57,10 +57,23 @@ local function short(sha) return sha and sha:sub(1, 12) end
 -- wants, and does the rest (compare, validate, back up, write atomically,
 -- record the version). The file is want.path, or what the type's
 -- path(want) says (systemd_unit: dir .. "/" .. name).
+-- The file a path names: a symbolic link (a chain of them) is followed to
+-- its target, so a file type edits what the link points at instead of
+-- replacing the link with a file (as Ansible's modules follow it).
+local function follow_links(h, path)
+  for _ = 1, 40 do
+    local st = h:stat(path, { link = true })
+    if not st or st.type ~= "link" then return path end
+    local target = assert(h:readlink(path))
+    path = h:absolute(target:sub(1, 1) == "/" and target or (path:match("^(.*)/[^/]*$") .. "/" .. target))
+  end
+  error(("%s: too many levels of symbolic links"):format(path), 0)
+end
+
 local function converge_file(ctx, typedef, want, label)
   local h, run = ctx.host, ctx.run
   -- recorded absolute: a rollback from any folder finds and restores it
-  local path = h:absolute(typedef.path and typedef.path(want) or want.path)
+  local path = follow_links(h, h:absolute(typedef.path and typedef.path(want) or want.path))
   local st, err = h:stat(path, { sha256 = true })
   if err then error(err, 0) end
   if st and st.type ~= "file" then error(("%s is a %s, not a file"):format(path, st.type), 0) end
