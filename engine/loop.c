@@ -214,7 +214,13 @@ int orch_await (lua_State *L, orch_wait *w, lua_KContext ctx, lua_KFunction k) {
 /* [err] on T -> [] ; reports a failure nobody waits for */
 static void task_failed (task *t) {
   lua_State *T = t->T;
-  const char *msg = lua_tostring(T, -1);
+  const char *msg;
+  /* an error object (orch's failures are tables) says what it is through
+  ** __tostring; the message then stands in for it */
+  if (!lua_isstring(T, -1) && luaL_callmeta(T, -1, "__tostring")) {
+    if (lua_isstring(T, -1)) lua_replace(T, -2); else lua_pop(T, 1);
+  }
+  msg = lua_tostring(T, -1);
   if (msg) {
     luaL_traceback(T, T, msg, 0);   /* the dead stack is still walkable */
     lua_remove(T, -2);

@@ -138,6 +138,29 @@ output "all" { value = { a = var.a, b = var.b, c = var.c } }
       "inv.yaml:5: group 'web': bad host range 'web[0:99999999]': it names 100000000 hosts or more, past the 100000 a range may")
   end)
 
+  it("waits for file descriptors instead of failing many commands at once", function()
+    support.write(dir .. "/site.lua", [[
+local task = require("orch.task")
+local ts, ok = {}, 0
+for i = 1, 300 do ts[i] = task.spawn(function() sh("sleep 0.05") end) end
+for i = 1, 300 do if ts[i]:wait() then ok = ok + 1 end end
+log(ok .. " of 300 ran")
+]])
+    local res = require("orch.proc").run({ "sh", "-c", 'ulimit -n 64 && exec "$@"', "sh", support.bin, "play",
+      dir .. "/site.lua", "--state", dir .. "/state.db" })
+    assert.equals(0, res.code, res.stdout .. res.stderr)
+    assert.matches("300 of 300 ran", res.stdout, 1, true)
+    assert.not_matches("task failed", res.stderr, 1, true)
+  end)
+
+  it("says what a failed task's error object says", function()
+    local res = support.orch("-e", [[
+      local task = require("orch.task")
+      task.spawn(function() error(setmetatable({}, { __tostring = function() return "a failure that explains itself" end })) end)
+      require("orch.core.loop").sleep(0.05)]])
+    assert.matches("orch: task failed: a failure that explains itself", res.stderr, 1, true)
+  end)
+
   it("refuses a command timeout of 0 or less in a playbook, naming the line", function()
     support.write(dir .. "/site.lua", 'local h = require("orch.host").localhost()\nh:exec("true", { timeout = 0 })\n')
     local res = support.orch("play", dir .. "/site.lua", "--state", dir .. "/state.db")

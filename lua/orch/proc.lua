@@ -1,10 +1,15 @@
 -- proc.lua: run processes: argv or shell strings, captured or streamed
 -- line by line, with the failure described in words a user can act on.
 local core = require("orch.core.proc")
+local loop = require("orch.core.loop")
 local secret = require("orch.secret")
 local errors = require("orch.errors")
 
 local M = {}
+
+-- Commands run has started and not yet closed, and the condition a spawn
+-- out of descriptors waits on until one of them ends.
+local running, freed = 0, loop.cond()
 
 -- Secrets become the values they stand for where the process gets them.
 -- `ps` shows a command line to every user and a process's environment
@@ -117,7 +122,18 @@ function M.run(cmd, opts)
   local spawn = normalize(cmd, opts)
   local on_out, on_err = spawn.on_stdout, spawn.on_stderr
   local p, err, code = core.spawn(spawn)
+  -- out of descriptors (thousands of commands at once under ulimit -n):
+  -- wait for a running one to end and free its own, rather than fail;
+  -- with none running, waiting would be forever
+  while not p and (code == "EMFILE" or code == "ENFILE") and running > 0 do
+    freed:wait()
+    p, err, code = core.spawn(spawn)
+  end
+  if not p and (code == "EMFILE" or code == "ENFILE") then
+    err = err .. " (and no command of orch's is running to free one: raise `ulimit -n`)"
+  end
   if not p then return nil, err, code end
+  running = running + 1
   if M.on_spawn then M.on_spawn(p:pid()) end
   if spawn.on_spawn then spawn.on_spawn(p) end
   if on_out or on_err then
@@ -134,6 +150,8 @@ function M.run(cmd, opts)
   end
   local res = p:wait()
   p:close()
+  running = running - 1
+  freed:signal()   -- its descriptors are free: one waiting spawn goes
   res.shell = spawn.cmd ~= nil
   res.ok = M.failure(res) == nil
   return res
