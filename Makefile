@@ -3,7 +3,7 @@
 PREFIX ?= /usr/local
 JOBS   ?= $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: deps build run test test-fast bench install clean
+.PHONY: deps build run test test-fast fuzz bench install clean
 
 deps:
 	@scripts/deps.sh
@@ -25,6 +25,15 @@ test:
 # Only the normal build's specs, for a quick loop while developing.
 test-fast:
 	@ORCH_SKIP_ASAN=1 scripts/test.sh
+
+# Regression fuzzing of every parser under ASan+UBSan for FUZZ_SECONDS
+# (default 300); test.sh runs it for 45 s.
+FUZZ_SECONDS ?= 300
+fuzz:
+	@cmake -S . -B build-asan -DORCH_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug >/dev/null
+	@cmake --build build-asan -j$(JOBS)
+	@ASAN_OPTIONS=abort_on_error=1:detect_leaks=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  timeout $$(( $(FUZZ_SECONDS) * 3 + 30 )) build-asan/orch lua scripts/fuzz.lua $(FUZZ_SECONDS) build-asan/fuzz
 
 bench: build
 	@bench/run.sh

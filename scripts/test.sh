@@ -54,6 +54,18 @@ if [ "${ORCH_SKIP_ASAN:-}" = "" ]; then
   run_suite asan build-asan "-DORCH_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug" \
     ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:intercept_tls_get_addr=0:log_path="$log/san/asan" \
     UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1:log_path="$log/san/ubsan" ORCH_GC_STRESS=1
+  # regression fuzzing, briefly (make fuzz runs it longer): a crash, a
+  # hang or an internal error is a failure
+  echo "== asan: fuzz (${FUZZ_SECONDS:-45} s)"
+  if ASAN_OPTIONS=abort_on_error=1:detect_leaks=0:intercept_tls_get_addr=0:log_path="$log/san/asan" \
+     UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1:log_path="$log/san/ubsan" \
+     timeout $(( ${FUZZ_SECONDS:-45} * 3 + 30 )) build-asan/orch lua scripts/fuzz.lua "${FUZZ_SECONDS:-45}" "$log/fuzz"; then
+    passed=$((passed + 1))
+  else
+    echo "test.sh: fuzzing found a crash, a hang or an internal error; the input:" >&2
+    cat "$log/fuzz/current" "$log"/fuzz/findings/* 2>/dev/null >&2
+    failed=$((failed + 1)); status=1
+  fi
   for report in "$log"/san/*; do
     [ -e "$report" ] || continue
     echo "test.sh: a sanitizer report ($report):" >&2

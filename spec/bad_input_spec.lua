@@ -70,6 +70,10 @@ output "all" { value = { a = var.a, b = var.b, c = var.c } }
       end]])
     for line in res.stdout:gmatch("[^\n]+") do assert.matches("^false ", line) end
     assert.equals(4, select(2, res.stdout:gsub("\n", "")))
+    -- found by make fuzz: a decoding error pointed into orch's json.lua
+    res = support.orch("-e", [[local ok, err = pcall(require("orch.json").decode, "{,}"); io.write(err)]])
+    assert.matches("invalid JSON: Expected", res.stdout, 1, true)
+    assert.not_matches("json.lua", res.stdout, 1, true)
   end)
 
   it("checks a pipeline file when it loads, with file:line", function()

@@ -22,8 +22,10 @@ end
 --- text as a Lua value; raises on invalid JSON and on numbers a double
 -- can't hold (1e999), which no encoder could write back.
 function M.decode(text)
-  local v = strict.decode(text)
-  finite(v, "")
+  local ok, v = pcall(strict.decode, text)
+  if not ok then error("invalid JSON: " .. tostring(v), 2) end   -- at the caller's line, not ours
+  local fine, why = pcall(finite, v, "")
+  if not fine then error(why, 2) end
   return v
 end
 
