@@ -182,6 +182,42 @@ static void session_poll (ssh_session *s) {
   else uv_unref((uv_handle_t *)&s->poll);
 }
 
+static void on_deadline (uv_timer_t *t);
+
+/* The deadline timer, set for the earliest deadline of a waiting op. */
+static void session_arm_deadline (ssh_session *s) {
+  uint64_t first = 0, now;
+  ssh_op *o;
+  if (s->fd < 0) return;
+  for (o = s->waiting; o; o = o->next)
+    if (o->deadline && (first == 0 || o->deadline < first)) first = o->deadline;
+  if (first == 0) { uv_timer_stop(&s->deadline); return; }   /* cannot fail */
+  now = uv_now(orch_uv());
+  /* a timer that won't start leaves the op to the keepalive's watch */
+  (void)uv_timer_start(&s->deadline, on_deadline, first > now ? first - now : 0, 0);
+}
+
+/* Ops past their deadline fail; an exec's channel closes in the background
+** (the session stays usable, as after a cancel). */
+static void on_deadline (uv_timer_t *t) {
+  ssh_session *s = t->data;
+  uint64_t now = uv_now(orch_uv());
+  ssh_op **pp = &s->waiting;
+  while (*pp) {
+    ssh_op *o = *pp;
+    if (!o->deadline || o->deadline > now) { pp = &o->next; continue; }
+    *pp = o->next;
+    o->queued = 0;
+    session_adopt(s, o, 1);
+    if (s->sftp_owner == o) s->sftp_owner = NULL;
+    o->status = OP_FAIL;
+    o->err = SSH_ERR_DEADLINE;
+    orch_wake(&o->w);
+  }
+  session_arm_deadline(s);
+  session_poll(s);
+}
+
 void orch_ssh_op_cancel (orch_wait *w) {
   ssh_op *o = (ssh_op *)w;
   ssh_session *s = o->sess;
@@ -205,11 +241,14 @@ int orch_ssh_op_run (lua_State *L, ssh_op *o, lua_KFunction k) {
   }
   o->queued = 1;
   o->next = NULL;
+  /* silence while nothing waited says nothing about the peer */
+  if (s->waiting == NULL) s->last_recv = uv_now(orch_uv());
   {
     ssh_op **pp = &s->waiting;
     while (*pp) pp = &(*pp)->next;
     *pp = o;
   }
+  if (o->deadline) session_arm_deadline(s);
   ssh_drive(s);   /* may finish o already: orch_await then calls k at once */
   return orch_await(L, &o->w, (lua_KContext)o, k);
 }
@@ -250,6 +289,12 @@ int orch_ssh_op_fail (lua_State *L, ssh_op *o, const char *what) {
   const char *msg = NULL;
   if (o->err < 0 && o->err > -10000 && o->sess->s && o->err != LIBSSH2_ERROR_SOCKET_DISCONNECT)
     libssh2_session_last_error(o->sess->s, (char **)&msg, NULL, 0);
+  if (o->err == SSH_ERR_DEADLINE)
+    return orch_failmsg(L, "ETIMEDOUT", "%s: %s: no answer within its timeout (the host or the network "
+                        "stalled)", o->sess->label, what);
+  if (o->err == SSH_ERR_DEAD)
+    return orch_failmsg(L, "EHOSTDOWN", "%s: %s: the host stopped answering (no reply to keepalives for "
+                        "%d s); the session is closed", o->sess->label, what, (int)(o->sess->alive_ms / 1000));
   if (o->err == SSH_ERR_BROKEN || o->err == SSH_ERR_SFTP_BROKEN)
     return orch_failmsg(L, "EBROKEN", "%s: %s: %s unusable after a cancelled operation; "
                         "reconnect", o->sess->label, what,
@@ -353,6 +398,15 @@ static ssize_t session_dead_send (libssh2_socket_t fd, const void *buf, size_t l
   return -ECONNRESET;
 }
 
+/* What libssh2 reads, with the time bytes last came in: the keepalive's
+** watch for a peer that stopped answering. */
+static ssize_t session_recv (libssh2_socket_t fd, void *buf, size_t len, int flags, void **abstract) {
+  ssize_t n = recv(fd, buf, len, flags);
+  if (n < 0) return -errno;
+  if (n > 0) ((ssh_session *)*abstract)->last_recv = uv_now(orch_uv());
+  return n;
+}
+
 /*
 ** Ends the SSH conversation and frees it; the struct goes with its handles.
 ** Never waits: one non-blocking try at the goodbye (a peer that is gone
@@ -382,6 +436,7 @@ static void session_shutdown (ssh_session *s) {
   if (s->fd >= 0) {
     uv_close((uv_handle_t *)&s->poll, session_closed);
     uv_close((uv_handle_t *)&s->timer, session_closed);
+    uv_close((uv_handle_t *)&s->deadline, session_closed);
     close(s->fd);
     s->fd = -1;
   }
@@ -495,17 +550,26 @@ static int ssh_session_new (lua_State *L) {
   }
   s->timer.data = s;
   s->handles = 1;
-  if ((rc = uv_poll_init(orch_uv(), &s->poll, s->fd)) != 0) {
+  if ((rc = uv_timer_init(orch_uv(), &s->deadline)) != 0) {
     close(s->fd);
     uv_close((uv_handle_t *)&s->timer, session_closed);   /* frees s */
+    return orch_failmsg(L, orch_errname(-rc), "%s: cannot start a timer: %s", addr, uv_strerror(rc));
+  }
+  s->deadline.data = s;
+  s->handles = 2;
+  if ((rc = uv_poll_init(orch_uv(), &s->poll, s->fd)) != 0) {
+    close(s->fd);
+    uv_close((uv_handle_t *)&s->timer, session_closed);
+    uv_close((uv_handle_t *)&s->deadline, session_closed);   /* the last frees s */
     return orch_failmsg(L, orch_errname(-rc), "%s: cannot poll the socket: %s", addr,
                         uv_strerror(rc));
   }
   s->poll.data = s;
-  s->handles = 2;
+  s->handles = 3;
   *box = s;
-  s->s = libssh2_session_init();
+  s->s = libssh2_session_init_ex(NULL, NULL, NULL, s);
   if (s->s == NULL) { session_shutdown(s); *box = NULL; return luaL_error(L, "out of memory"); }
+  libssh2_session_callback_set(s->s, LIBSSH2_CALLBACK_RECV, (void *)session_recv);
   libssh2_session_set_blocking(s->s, 0);
   o = orch_ssh_op_new(L, s, ssh_step_connect);             /* [addr, port, t, box, op] */
   o->phase = -1;
@@ -638,18 +702,22 @@ static int ssh_executed (lua_State *L, int status, lua_KContext ctx) {
 }
 
 /*
-** sess:exec(cmd [, stdin [, keep_open]]) -> { code | signal, stdout, stderr }
-** The command's stdin gets the data, then EOF (at once without data, as a
-** local command reads /dev/null); keep_open leaves it open until the
-** channel closes.
+** sess:exec(cmd [, stdin [, keep_open [, seconds]]]) -> { code | signal,
+** stdout, stderr }. The command's stdin gets the data, then EOF (at once
+** without data, as a local command reads /dev/null); keep_open leaves it
+** open until the channel closes. With seconds, the exec fails (ETIMEDOUT)
+** when it is not done by then, whatever the network does.
 */
 static int ssh_exec (lua_State *L) {
   ssh_session *s = orch_ssh_check(L, 1);
+  lua_Number secs = luaL_optnumber(L, 5, 0);
   ssh_op *o;
   luaL_checkstring(L, 2);
   luaL_optstring(L, 3, NULL);
+  luaL_argcheck(L, secs >= 0 && secs < 1e9, 5, "seconds must be 0 (none) to 1e9");
   lua_settop(L, 4);
   o = orch_ssh_op_new(L, s, ssh_step_exec);
+  if (secs > 0) o->deadline = uv_now(orch_uv()) + (uint64_t)(secs * 1000);
   o->a = lua_tostring(L, 2);
   o->data = lua_tolstring(L, 3, &o->len);
   if (o->data == NULL && !lua_toboolean(L, 4)) o->data = "";
@@ -659,21 +727,37 @@ static int ssh_exec (lua_State *L) {
 
 /* ---- the session object ---- */
 
-/* A keepalive that can't be sent (the peer is gone) stops the timer: the
-** next operation meets the same error and reports it. */
+/*
+** A keepalive that can't be sent (the peer is gone) stops the timer: the
+** next operation meets the same error and reports it. Each asks for a
+** reply: while operations wait, a peer silent for alive_ms (count
+** keepalives unanswered, as OpenSSH's ServerAliveCountMax) is dead; they
+** fail at once and the session is closed for good.
+*/
 static void on_keepalive (uv_timer_t *t) {
   ssh_session *s = t->data;
   int next = 0, rc = s->s ? libssh2_keepalive_send(s->s, &next) : 0;
-  if (rc != 0 && rc != LIBSSH2_ERROR_EAGAIN) uv_timer_stop(t);   /* cannot fail */
+  if (rc != 0 && rc != LIBSSH2_ERROR_EAGAIN) { uv_timer_stop(t); return; }   /* cannot fail */
+  if (s->waiting && s->alive_ms && uv_now(orch_uv()) - s->last_recv > s->alive_ms) {
+    s->broken = SSH_BROKEN;
+    session_fail_waiting(s, SSH_ERR_DEAD);
+    session_poll(s);
+  } else if (s->waiting) {
+    session_poll(s);   /* the keepalive may wait to go out */
+  }
 }
 
-/* sess:keepalive(seconds): protocol keepalives while the session idles */
+/* sess:keepalive(seconds [, count]): a keepalive every `seconds`; a peer
+** that answers none of `count` in a row (default 3) while work waits is dead */
 static int ssh_keepalive (lua_State *L) {
   ssh_session *s = orch_ssh_check(L, 1);
   lua_Integer secs = luaL_checkinteger(L, 2);
+  lua_Integer count = luaL_optinteger(L, 3, 3);
   int rc;
   luaL_argcheck(L, secs > 0 && secs <= 86400, 2, "seconds must be 1..86400");
-  libssh2_keepalive_config(s->s, 0, (unsigned)secs);
+  luaL_argcheck(L, count > 0 && count <= 1000, 3, "count must be 1..1000");
+  s->alive_ms = (uint64_t)secs * (uint64_t)count * 1000;
+  libssh2_keepalive_config(s->s, 1, (unsigned)secs);
   rc = uv_timer_start(&s->timer, on_keepalive, (uint64_t)secs * 1000, (uint64_t)secs * 1000);
   if (rc != 0)
     return orch_failmsg(L, orch_errname(-rc), "%s: keepalive: %s", s->label, uv_strerror(rc));

@@ -17,6 +17,8 @@ enum { OP_DONE, OP_AGAIN, OP_FAIL };
 /* ssh_op.err values of our own, below libssh2's codes and -errno's */
 #define SSH_ERR_BROKEN (-20000)        /* the session is unusable */
 #define SSH_ERR_SFTP_BROKEN (-20001)   /* its SFTP channel is */
+#define SSH_ERR_DEADLINE (-20002)      /* the op's own deadline passed */
+#define SSH_ERR_DEAD (-20003)          /* the peer stopped answering keepalives */
 #define SSH_ERRNO(e) (-10000 - (e))    /* an errno, offset from libssh2's */
 
 /* ssh_session.broken: what a cancelled operation left mid-conversation */
@@ -60,6 +62,7 @@ struct ssh_op {
   LIBSSH2_SFTP_ATTRIBUTES attrs;
   ssh_buf out, err_out;     /* malloc'd; freed by orch_ssh_op_free */
   int code;                 /* exit status */
+  uint64_t deadline;        /* uv_now() ms by which it must be done, or 0 */
   char *signame;            /* exit signal, malloc'd by libssh2 */
 };
 
@@ -68,6 +71,9 @@ struct ssh_session {
   int fd;
   uv_poll_t poll;
   uv_timer_t timer;         /* keepalive */
+  uv_timer_t deadline;      /* the earliest deadline of a waiting op */
+  uint64_t last_recv;       /* uv_now() ms when bytes last came in */
+  uint64_t alive_ms;        /* silence after which a busy peer is dead, or 0 */
   int handles;              /* open libuv handles; freed at 0 */
   ssh_op *waiting;
   ssh_op *sftp_owner;       /* the op using the SFTP channel */

@@ -82,7 +82,9 @@ end
 
 --- Why a finished process counts as failed, or nil if it succeeded.
 function M.failure(res)
-  if res.timed_out then
+  if res.lost then
+    return "the host was lost"
+  elseif res.timed_out then
     return ("timed out after %g s"):format(res.timeout)
   elseif res.signal then
     return "killed by signal " .. res.signal

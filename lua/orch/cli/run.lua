@@ -37,6 +37,7 @@ function M.run(opts, rest)
   }, function(h)
     local res, xerr = h:exec(cmd, { check = false, timeout = opts.timeout })
     if not res then return "unreachable", xerr end
+    if res.lost then return "unreachable", res.error end
     return res.ok and "ok" or "failed", res
   end)
   if ui.json then

@@ -24,6 +24,7 @@ function M.run(opts, rest)
   local _, found = fanout.run(hosts, { forks = math.tointeger(opts.forks) or 50 }, function(h)
     local r, xerr = h:exec(facts.SCRIPT, { check = false })
     if not r then return "unreachable", xerr end
+    if r.lost then return "unreachable", r.error end
     if not r.ok then return "failed", { error = r.stderr } end
     return "ok", facts.parse(r.stdout)
   end)

@@ -71,10 +71,20 @@ function Remote:exec(cmd, opts)
   if self.become and self.become_password then
     stdin = secret.reveal(self.become_password) .. "\n" .. (stdin or "")
   end
-  local res, err, code = self.session:exec(line, stdin, opts.keep_stdin)
-  if not res then
-    if opts.check == false then return nil, err, code end
-    error(err, 2)
+  -- the command's own timeout is kept here too, by a deadline a stalled
+  -- network can't hold up: the remote `timeout`, plus its grace, plus 1 s
+  local deadline = opts.timeout and (opts.timeout + (opts.grace or 2) + 1)
+  local res, err, code = self.session:exec(line, stdin, opts.keep_stdin, deadline)
+  if not res and code == "ETIMEDOUT" and opts.timeout then
+    res = { code = 124, stdout = "", stderr = err, timed_out = true, timeout = opts.timeout }
+  elseif not res then
+    -- the host was lost (a transport failure, not the command's): said as a
+    -- result with check = false, so r.stdout still reads, else raised
+    local why = ("%s: lost: %s"):format(self.name, err)
+    if opts.check == false then
+      return { ok = false, lost = true, error = why, code_name = code, stdout = "", stderr = why }
+    end
+    error(why, 2)
   end
   if opts.timeout and res.code == 124 then
     res.timed_out, res.timeout = true, opts.timeout

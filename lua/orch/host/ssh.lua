@@ -161,7 +161,9 @@ function M.connect(h)
     sess:close()
     return nil, ("%s: authentication as %s failed: %s"):format(h.name, user, aerr), "EAUTH"
   end
-  sess:keepalive(h.keepalive or 30)
+  -- a dead peer is noticed within interval x count (OpenSSH's
+  -- ServerAliveInterval and ServerAliveCountMax), not after TCP's 15 minutes
+  sess:keepalive(math.tointeger(h.server_alive_interval) or 15, math.tointeger(h.server_alive_count_max) or 3)
   return sess
 end
 

@@ -123,6 +123,18 @@ local converters = {
     if v == true then return "yes" elseif v == false then return "no" end
     return CHECKING[v] or nil, "must be 'yes', 'accept-new' or 'no'"
   end,
+  -- OpenSSH's ServerAliveInterval and ServerAliveCountMax: a host silent for
+  -- interval x count while work waits is lost (default 15 s x 3)
+  server_alive_interval = function(v)
+    v = math.tointeger(tonumber(v))
+    if v and v >= 1 and v <= 86400 then return v end
+    return nil, "must be a whole number of seconds (1-86400)"
+  end,
+  server_alive_count_max = function(v)
+    v = math.tointeger(tonumber(v))
+    if v and v >= 1 and v <= 1000 then return v end
+    return nil, "must be a whole number (1-1000)"
+  end,
   roles = function(v)
     if v == nil or (type(v) == "table" and next(v) == nil) then return {} end
     if not is_list(v) then return nil, "must be a list of role names" end
@@ -249,6 +261,7 @@ local ANSIBLE_KEYS = {
 -- orch's own keys, read only in a host's own mapping: in a group's vars,
 -- `port: 8080` is the application's port, not SSH's.
 local OWN_KEYS = { address = true, user = true, port = true, key_file = true,
+  server_alive_interval = true, server_alive_count_max = true,
   connection = true, become = true, known_hosts = true, host_key_checking = true,
   roles = true }
 local GROUP_KEYS = { "children", "hosts", "vars" }
