@@ -27,19 +27,7 @@ function M.absolute(path, base)
     base = base or assert(require("orch.core.fs").cwd())
     path = base .. "/" .. path
   end
-  --- Of the names in dir, the temporaries an atomic write of dir/base
--- makes (".base.orch-XXXXXX", as fs.write and SFTP writes name them), as paths.
-function M.temps_of(dir, base, names)
-  local prefix = "." .. base .. ".orch-"
-  local out = {}
-  for _, name in ipairs(names) do
-    if name:sub(1, #prefix) == prefix and #name == #prefix + 6 then out[#out + 1] = dir .. "/" .. name end
-  end
-  table.sort(out)
-  return out
-end
-
-return M.normalize(path)
+  return M.normalize(path)
 end
 
 --- Of the names in dir, the temporaries an atomic write of dir/base

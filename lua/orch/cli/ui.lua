@@ -256,24 +256,20 @@ function M.quiet(ui)
   return q
 end
 
---- Something the user should know that does not stop the command: one
--- line on stderr (and a JSON event).
-function ui:warn(msg)
+-- One line on stderr, and with --json an event of that kind too.
+local function say(self, kind, prefix, msg)
   if self.json then
-    self.out:write(json.encode({ event = "warning", message = msg }), "\n")
+    self.out:write(json.encode({ event = kind, message = msg }), "\n")
     self.out:flush()
   end
-  self.err:write("orch: warning: ", msg, "\n")
+  self.err:write(prefix, msg, "\n")
 end
 
---- An error that ends the command: one line on stderr (or a JSON event).
-function ui:error(msg)
-  if self.json then
-    self.out:write(json.encode({ event = "error", message = msg }), "\n")
-    self.out:flush()
-  end
-  self.err:write("orch: ", msg, "\n")
-end
+--- Something the user should know that does not stop the command.
+function ui:warn(msg) say(self, "warning", "orch: warning: ", msg) end
+
+--- An error that ends the command.
+function ui:error(msg) say(self, "error", "orch: ", msg) end
 
 --- A command's failure without a ui: "orch: msg" on stderr (secrets
 -- scrubbed); returns the exit code, 1 unless given.
