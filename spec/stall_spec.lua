@@ -52,9 +52,24 @@ describe("a stalled network (#12)", function()
   -- command has started ($D/started), returns the result and the seconds
   -- orch took after the stall
   local function play_stalled(body, alive)
-    local p = assert(proc.spawn({ argv = { "python3", proxy, tostring(port), tostring(lab.hosts[1].port) } }))
+    -- the proxy on a free port (one taken since, by a listener or an
+    -- outgoing connection, makes it exit: another port then)
+    local p
+    for _ = 1, 5 do
+      p = assert(proc.spawn({ argv = { "python3", proxy, tostring(port), tostring(lab.hosts[1].port) } }))
+      local said = ""
+      while not said:find("ready", 1, true) do
+        local stream, chunk = p:read()
+        if not stream then break end
+        said = said .. chunk
+      end
+      if said:find("ready", 1, true) then break end
+      assert(said:find("Address already in use", 1, true), "the proxy ended: " .. said)
+      p:wait(); p:close(); p = nil
+      port = ports.free(1)[1]
+    end
+    assert(p, "no free port for the proxy")
     finally(function() p:kill("CONT"); p:kill("KILL"); p:wait(); p:close() end)
-    assert.equals("stdout", (p:read()))   -- "ready"
     support.write(dir .. "/inv.lua", ([[host "h1" { address = "127.0.0.1", port = %d, user = %q, key_file = %q,
       host_key_checking = "no", server_alive_interval = %d, server_alive_count_max = 2 }]]):format(
       port, lab.user, lab.key, alive))
