@@ -245,7 +245,10 @@ static enum MHD_Result on_request (void *cls, struct MHD_Connection *c,
   }
   if (ex->seen > s->max_body)
     return http_queue_answer(c, 413, http_text_response("request body too large\n"));
-  if (http_track(c)) http_track(c)->deadline = 0;   /* it is in: Lua takes its time */
+  {
+    conntrack *t = http_track(c);
+    if (t) t->deadline = 0;   /* it is in: Lua takes its time */
+  }
   ex->state = EX_QUEUED;
   ex->prev = s->tail;
   if (s->tail) s->tail->next = ex; else s->head = ex;

@@ -31,7 +31,8 @@ function M.absolute(path, base)
 end
 
 --- Of the names in dir, the temporaries an atomic write of dir/base
--- makes (".base.orch-XXXXXX", as fs.write and SFTP writes name them), as paths.
+-- makes (".base.orch-" and six random characters, as fs.write and SFTP
+-- writes name them), as paths.
 function M.temps_of(dir, base, names)
   local prefix = "." .. base .. ".orch-"
   local out = {}

@@ -48,7 +48,7 @@ end
 function Host:absolute(path) return paths.absolute(path) end
 
 --- Temporaries an interrupted atomic write of path left beside it
--- (".NAME.orch-XXXXXX"): their paths.
+-- (".NAME.orch-" and six random characters): their paths.
 function Host:leftover_temps(path)
   local dir, base = path:match("^(.*)/([^/]*)$")
   return paths.temps_of(dir, base, fs.list(dir ~= "" and dir or "/") or {})

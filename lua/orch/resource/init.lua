@@ -122,10 +122,9 @@ local function converge_file(ctx, typedef, want, label)
     if not ok then error(berr, 0) end
     ctx.log(("backed up %s to %s"):format(path, backup))
   end
-  history.ensure_original(run.store, h, path, run.id, label)
-  -- a hand edit since orch's last write (or a write a killed run never
-  -- recorded) becomes a version before orch replaces it
-  local drift = history.record_drift(run.store, h, path, run.id,
+  -- what is there is kept first: the original, or a hand edit since orch's
+  -- last write (or a write a killed run never recorded)
+  local drift = history.keep_current(run.store, h, path, run.id, label,
     st and { sha256 = st.sha256, mode = st.mode, uid = st.uid, gid = st.gid },
     function() return st and { content = have.content, mode = st.mode, uid = st.uid, gid = st.gid,
       owner = st.user, group = st.group } end)

@@ -88,15 +88,21 @@ local function same(snap, row)
     and snap.mode == row.mode and snap.uid == row.uid and snap.gid == row.gid
 end
 
---- If host:path is not as its latest version recorded it (edited by
--- hand, or installed by a run killed before it could record it), record
--- what is there as a version of its own, action "drift", so no content is
--- ever lost to orch's next write. now: { sha256, mode, uid, gid }, or
--- false when absent; snapshot(): the full snapshot, asked only when it
--- differs. Returns the new version's number, or nil.
-function M.record_drift(store, h, path, run_id, now, snapshot)
+--- Keep what is at host:path before orch changes it, in one look at its
+-- history: the first time, as the original (version 0); after that, when
+-- it is not as the latest version recorded it (edited by hand, or
+-- installed by a run killed before it could record it), as a version of
+-- its own, action "drift", so no content is ever lost to orch's next
+-- write. now: { sha256, mode, uid, gid }, or false when absent;
+-- snapshot(): the full snapshot, asked only when it is recorded. Returns
+-- the drift version's number, or nil.
+function M.keep_current(store, h, path, run_id, resource, now, snapshot)
   local latest = M.latest(store, h.name, path)
-  if not latest then return nil end
+  if not latest then
+    M.record(store, { host = h.name, path = path, snapshot = snapshot(), run_id = run_id,
+      action = "original", resource = resource })
+    return nil
+  end
   if now then
     if latest.state == "file" and latest.sha256 == now.sha256 and latest.mode == now.mode
         and latest.uid == now.uid and latest.gid == now.gid then return nil end
@@ -121,7 +127,7 @@ function M.restore(store, h, path, version, run_id)
     return nil, ("%s:%s version %d held a secret, so its content was not stored"):format(h.name, path, version)
   end
   local now = M.snapshot(h, path)
-  local drift = M.record_drift(store, h, path, run_id, now and { sha256 = fs.sha256_data(now.content),
+  local drift = M.keep_current(store, h, path, run_id, nil, now and { sha256 = fs.sha256_data(now.content),
     mode = now.mode, uid = now.uid, gid = now.gid }, function() return now end)
   if same(now, row) then return false, drift end
   if row.state == "absent" then
