@@ -51,6 +51,10 @@ local function file_have(h, path, st)
   end })
 end
 
+-- Larger contents are not diffed (Ansible's max_diff_size): a diff of
+-- megabytes helps nobody and costs time and memory.
+local DIFF_MAX = 104448
+
 local function short(sha) return sha and sha:sub(1, 12) end
 
 -- File types: the engine reads the file, asks the type for the content it
@@ -94,7 +98,10 @@ local function converge_file(ctx, typedef, want, label)
   if new_content and run.diff then
     -- a single-line secret is scrubbed from the diff like from any event;
     -- a multi-line one can't be found once each line has its +/- prefix
-    if secret.contains(content, true) or (have and secret.contains(have.content, true)) then
+    local size = math.max(#content, st and st.size or 0)
+    if size > DIFF_MAX then
+      diff = ("(diff skipped: %d bytes is over the %d a diff shows)\n"):format(size, DIFF_MAX)
+    elseif secret.contains(content, true) or (have and secret.contains(have.content, true)) then
       diff = "(diff hidden: the content holds a secret)\n"
     else
       diff = require("orch.textdiff").unified(have and have.content, content,
@@ -146,8 +153,20 @@ local function converge_file(ctx, typedef, want, label)
   else
     fileattrs.apply(h, path, want)
   end
-  history.record(run.store, { host = h.name, path = path, snapshot = history.snapshot(h, path),
-    run_id = run.id, action = "apply", resource = label })
+  -- The change is made: from here on a failure is a warning, never a
+  -- failed resource (a run that says "failed" about a change it made sends
+  -- the operator after the wrong thing). What was written is recorded
+  -- from the string that was written, not read back: no second copy.
+  local recorded, rerr = pcall(function()
+    local now = assert(h:stat(path))
+    history.record(run.store, { host = h.name, path = path, run_id = run.id, action = "apply",
+      resource = label, snapshot = { content = content or have.content, sha256 = content and sha or st.sha256,
+        mode = now.mode, uid = now.uid, gid = now.gid, owner = now.user, group = now.group } })
+  end)
+  if not recorded then
+    ctx.log(("warning: %s was changed, but its version could not be recorded: %s"):format(path,
+      errors.message(rerr)))
+  end
   if typedef.after_apply then typedef.after_apply(ctx, want, changes) end
   return { changed = true, changes = changes, diff = diff, file = path }
 end

@@ -7,6 +7,19 @@ local secret = require("orch.secret")
 
 local M = {}
 
+-- Content larger than this is kept in a file of its own beside the store
+-- (STORE.blobs/ab/<sha256>, 0600) instead of a row: a row is bound and
+-- read whole by SQLite (one more copy in memory, and SQLITE_TOOBIG past
+-- 1 GB), a file is written once from the string orch already holds.
+M.inline_max = 4 * 1024 * 1024
+
+-- stored: 1 in the blobs table, 2 in the blob folder, 0 not at all (a secret)
+local IN_TABLE, IN_FOLDER, NOT_STORED = 1, 2, 0
+
+local function blob_file(store, sha)
+  return ("%s.blobs/%s/%s"):format(store.path, sha:sub(1, 2), sha)
+end
+
 local function must(ok, err, code)
   if ok == nil then error(("%s (%s)"):format(err, code), 0) end
   return ok
@@ -31,23 +44,36 @@ function M.snapshot(h, path)
     owner = st.user, group = st.group }
 end
 
+-- Keep content under its hash: in the table, or (large) in the folder,
+-- written before the row that names it so a row never names nothing.
+local function keep_blob(store, sha, content)
+  if secret.contains(content) then return NOT_STORED end
+  if #content <= M.inline_max or store.path == ":memory:" then
+    must(store.db:exec("INSERT OR IGNORE INTO blobs (sha256, content) VALUES (?, ?)", sha, content))
+    return IN_TABLE
+  end
+  local file = blob_file(store, sha)
+  if not fs.stat(file) then
+    must(fs.mkdir(file:match("^(.*)/"), "0700"))
+    must(fs.write(file, content, { mode = "0600" }))
+  end
+  return IN_FOLDER
+end
+
 --- Record a version of host:path; returns its number. v: { host, path,
--- snapshot (false: absent), run_id, action, resource }. A content that
--- holds a secret is not stored (only its hash): it can't be rolled back to.
+-- snapshot (false: absent; its sha256 is computed when not given), run_id,
+-- action, resource }. A content that holds a secret is not stored (only
+-- its hash): it can't be rolled back to.
 function M.record(store, v)
   local db = store.db
   return assert(store:transaction(function()
     local last = db:value("SELECT MAX(version) FROM file_versions WHERE host = ? AND path = ?", v.host, v.path)
     local version = last and last + 1 or 0
     local snap = v.snapshot or {}  -- {} for absent: every column NULL
-    local sha, stored = nil, 1
+    local sha, stored = nil, IN_TABLE
     if v.snapshot then
-      sha = fs.sha256_data(snap.content)
-      if secret.contains(snap.content) then
-        stored = 0
-      else
-        must(db:exec("INSERT OR IGNORE INTO blobs (sha256, content) VALUES (?, ?)", sha, snap.content))
-      end
+      sha = snap.sha256 or fs.sha256_data(snap.content)
+      stored = keep_blob(store, sha, snap.content)
     end
     must(db:exec("INSERT INTO file_versions (host, path, version, state, sha256, stored, size, mode,"
       .. " uid, gid, owner, grp, run_id, time, action, resource)"
@@ -76,8 +102,15 @@ end
 function M.get(store, host, path, version)
   local row = store.db:row("SELECT * FROM file_versions WHERE host = ? AND path = ? AND version = ?",
     host, path, version)
-  if row and row.sha256 and row.stored == 1 then
+  if row and row.sha256 and row.stored == IN_TABLE then
     row.content = store.db:value("SELECT content FROM blobs WHERE sha256 = ?", row.sha256)
+  elseif row and row.stored == IN_FOLDER then
+    local file = blob_file(store, row.sha256)
+    local content, err = fs.read(file)
+    if not content then
+      return nil, ("%s:%s version %d: its content is missing from %s (%s)"):format(host, path, version, file, err)
+    end
+    row.content = content
   end
   return row
 end
@@ -119,7 +152,8 @@ end
 -- Returns the new version number (or false when the file already was that
 -- version) and the drift version's, if any; nil, err when it can't be done.
 function M.restore(store, h, path, version, run_id)
-  local row = M.get(store, h.name, path, version)
+  local row, gerr = M.get(store, h.name, path, version)
+  if gerr then return nil, gerr end
   if not row then
     return nil, ("%s:%s has no version %d (see: orch history %s:%s)"):format(h.name, path, version, h.name, path)
   end
