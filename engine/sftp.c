@@ -15,7 +15,8 @@
 
 int orch_ssh_sftp_acquire (ssh_op *o) {
   ssh_session *s = o->sess;
-  if (s->broken >= SSH_SFTP_BROKEN) { o->err = SSH_ERR_SFTP_BROKEN; return -1; }
+  int bad = orch_ssh_unusable(s, SSH_SFTP_BROKEN);
+  if (bad) { o->err = bad; return -1; }
   if (s->sftp_owner && s->sftp_owner != o) return 0;
   s->sftp_owner = o;
   if (s->sftp == NULL) {

@@ -81,7 +81,7 @@ static void session_adopt (ssh_session *s, ssh_op *o, int cancelled) {
     if (s->ndead == s->capdead) {
       int cap = s->capdead ? s->capdead * 2 : 4;
       LIBSSH2_CHANNEL **d = realloc(s->dead, sizeof *d * (size_t)cap);
-      if (d == NULL) { s->broken = SSH_BROKEN; return; }  /* session_free frees it */
+      if (d == NULL) { if (s->broken < SSH_BROKEN) s->broken = SSH_BROKEN; return; }  /* session_free frees it */
       s->dead = d;
       s->capdead = cap;
     }
@@ -95,7 +95,7 @@ static void session_adopt (ssh_session *s, ssh_op *o, int cancelled) {
   if (!cancelled) return;
   if (s->sftp_owner == o) {
     if (s->broken < SSH_SFTP_BROKEN) s->broken = SSH_SFTP_BROKEN;
-  } else if (!o->sftp && o->step != ssh_step_exec) {
+  } else if (!o->sftp && o->step != ssh_step_exec && s->broken < SSH_BROKEN) {
     s->broken = SSH_BROKEN;
   }
 }
@@ -127,9 +127,9 @@ static void ssh_drive (ssh_session *s) {
     progress = 0;
     while (*pp) {
       ssh_op *o = *pp;
-      int r;
+      int r, bad = orch_ssh_unusable(s, SSH_BROKEN);
       o->moved = 0;
-      if (s->broken == SSH_BROKEN) { o->err = SSH_ERR_BROKEN; r = OP_FAIL; }
+      if (bad) { o->err = bad; r = OP_FAIL; }
       else r = o->step(o);
       if (o->moved) progress = 1;
       if (r == OP_AGAIN) { pp = &o->next; continue; }
@@ -230,8 +230,8 @@ void orch_ssh_op_cancel (orch_wait *w) {
 
 int orch_ssh_op_run (lua_State *L, ssh_op *o, lua_KFunction k) {
   ssh_session *s = o->sess;
-  int r;
-  if (s->broken == SSH_BROKEN) { o->err = SSH_ERR_BROKEN; r = OP_FAIL; }
+  int r, bad = orch_ssh_unusable(s, SSH_BROKEN);
+  if (bad) { o->err = bad; r = OP_FAIL; }
   else r = o->step(o);
   if (r != OP_AGAIN) {
     o->status = r;
@@ -739,7 +739,7 @@ static void on_keepalive (uv_timer_t *t) {
   int next = 0, rc = s->s ? libssh2_keepalive_send(s->s, &next) : 0;
   if (rc != 0 && rc != LIBSSH2_ERROR_EAGAIN) { uv_timer_stop(t); return; }   /* cannot fail */
   if (s->waiting && s->alive_ms && uv_now(orch_uv()) - s->last_recv > s->alive_ms) {
-    s->broken = SSH_BROKEN;
+    s->broken = SSH_DEAD;
     session_fail_waiting(s, SSH_ERR_DEAD);
     session_poll(s);
   } else if (s->waiting) {
@@ -764,6 +764,17 @@ static int ssh_keepalive (lua_State *L) {
   uv_unref((uv_handle_t *)&s->timer);  /* keeps nothing alive */
   lua_pushboolean(L, 1);
   return 1;
+}
+
+/* sess:label(name): what the session's errors name from now on (the
+** host's inventory name, once connected; "address:port" until then) */
+static int ssh_label (lua_State *L) {
+  ssh_session *s = orch_ssh_check(L, 1);
+  char *label = strdup(luaL_checkstring(L, 2));
+  if (label == NULL) return luaL_error(L, "out of memory");
+  free((char *)s->label);
+  s->label = label;
+  return 0;
 }
 
 /* sess:stats() -> { channels, sftp_ops }: what each host cost */
@@ -814,7 +825,7 @@ static const luaL_Reg session_meta[] = {
   {"__gc", ssh_gc}, {"__close", ssh_close}, {"__tostring", ssh_tostring}, {NULL, NULL}
 };
 static const luaL_Reg session_methods[] = {
-  {"exec", ssh_exec}, {"keepalive", ssh_keepalive}, {"stats", ssh_stats},
+  {"exec", ssh_exec}, {"keepalive", ssh_keepalive}, {"label", ssh_label}, {"stats", ssh_stats},
   {"close", ssh_close}, {NULL, NULL}
 };
 static const luaL_Reg ssh_funcs[] = {

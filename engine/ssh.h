@@ -21,8 +21,14 @@ enum { OP_DONE, OP_AGAIN, OP_FAIL };
 #define SSH_ERR_DEAD (-20003)          /* the peer stopped answering keepalives */
 #define SSH_ERRNO(e) (-10000 - (e))    /* an errno, offset from libssh2's */
 
-/* ssh_session.broken: what a cancelled operation left mid-conversation */
-enum { SSH_USABLE, SSH_SFTP_BROKEN, SSH_BROKEN };
+/* ssh_session.broken: what a cancelled operation left mid-conversation,
+** or that the peer stopped answering (the worst: said to every later op) */
+enum { SSH_USABLE, SSH_SFTP_BROKEN, SSH_BROKEN, SSH_DEAD };
+
+/* The error an op meets on a session left unusable at `level`, or 0. */
+#define orch_ssh_unusable(s, level) \
+  ((s)->broken == SSH_DEAD ? SSH_ERR_DEAD : (s)->broken >= (level) \
+   ? ((level) == SSH_BROKEN ? SSH_ERR_BROKEN : SSH_ERR_SFTP_BROKEN) : 0)
 
 typedef struct ssh_op ssh_op;
 typedef struct ssh_session ssh_session;

@@ -104,9 +104,25 @@ end }]], 60)
     local r, out, took = play_stalled([[play "p" { on = "all", function(h)
   local res = h:exec("echo x > $D/started; sleep 60", { check = false })
   log(("lost=%s stdout=%q"):format(tostring(res.lost), res.stdout))
+  -- every other method, after: nil and a reason naming the host
+  for _, try in ipairs({
+    { "stat", function() return h:stat("/etc/hostname") end },
+    { "read", function() return h:read("/etc/hostname") end },
+    { "write", function() return h:write("/tmp/orch-stall-x", "y") end },
+    { "walk", function() return h:walk("/tmp") end },
+    { "remove", function() return h:remove("/tmp") end },
+    { "rename", function() return h:rename("/tmp/orch-stall-x", "/tmp/orch-stall-y") end },
+  }) do
+    local ok, v, err = pcall(try[2])
+    log(("%s: %s %s"):format(try[1], tostring(ok and v), tostring(ok and err or v)))
+  end
 end }]], 1)
     assert.equals(0, r.code, out)
     assert.matches('lost=true stdout=""', out, 1, true)
+    for _, m in ipairs({ "stat", "read", "write", "walk", "remove", "rename" }) do
+      assert.matches(m .. ": nil h1: [^\n]*", out)
+    end
+    assert.not_matches("%.lua:%d", out)
     assert.is_true(took < 15, ("took %.1f s"):format(took))   -- (1 s x 2 keepalives; the command sleeps 60)
   end)
 end)

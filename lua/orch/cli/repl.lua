@@ -88,7 +88,16 @@ local function connect(s, entry)
 end
 
 -- A connection that broke is dropped, so the next command reconnects.
-local BROKEN = { EDISCONNECTED = true, ESOCKET = true, ECHANNEL = true, ETIMEDOUT = true }
+local BROKEN = { EDISCONNECTED = true, ESOCKET = true, ECHANNEL = true, ETIMEDOUT = true,
+  EHOSTDOWN = true, EBROKEN = true }
+
+-- h:exec with check = false, a lost host as nil, err, code: the host is
+-- unreachable, not a command that failed.
+local function exec_checked_here(h, cmd, opts)
+  local res, err, code = h:exec(cmd, opts)
+  if res and res.lost then return nil, res.error, res.code_name end
+  return res, err, code
+end
 
 local function forget(s, h)
   if s.conns[h.name] == h then s.conns[h.name] = nil end
@@ -134,7 +143,7 @@ end
 local function exec_on(s, h, cmd, opts)
   local xopts = { check = false, timeout = opts.timeout, env = opts.env, cwd = opts.cwd, stdin = opts.stdin,
     keep_stdin = guarded(h, opts) }   -- the guard's watcher waits on it
-  local res, err, code = h:exec(guarded(h, opts) and guard(cmd) or cmd, xopts)
+  local res, err, code = exec_checked_here(h, guarded(h, opts) and guard(cmd) or cmd, xopts)
   if not res and BROKEN[code] then forget(s, h) end
   return res, err, code
 end
@@ -152,8 +161,9 @@ local function guarded_host(s, h)
       for k, v in pairs(opts) do o[k] = v end
       o.check, o.keep_stdin = false, true
       local res, err, code = h:exec(guard(cmd), o)
-      if not res and BROKEN[code] then forget(s, h) end
+      if res and res.lost and BROKEN[res.code_name] then forget(s, h) end
       if opts.check == false then return res, err, code end
+      if res and res.lost then error(res.error, 2) end
       if not res then error(err, 2) end
       if not res.ok then
         local tail = res.stderr:gsub("%s+$", ""):sub(-400)

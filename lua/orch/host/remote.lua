@@ -60,6 +60,18 @@ function Remote:command_line(cmd, opts)
   return line, preamble
 end
 
+-- A helper command of this module (find, mv, rm, sha256sum): its result,
+-- or nil, err, code naming the host when it failed or the host was lost.
+local function helper(self, argv)
+  local r = self:exec(argv, { check = false })
+  if r.lost then return nil, r.error, r.code_name end
+  if r.code ~= 0 then
+    local why = r.stderr:gsub("%s+$", "")
+    return nil, ("%s: %s: %s"):format(self.name, proc.display(argv), why ~= "" and why or proc.failure(r)), "EFAILURE"
+  end
+  return r
+end
+
 --- Run a command: { code | signal, stdout, stderr, ok }, raising on
 -- failure (naming the host) unless opts.check == false.
 function Remote:exec(cmd, opts)
@@ -97,11 +109,20 @@ function Remote:exec(cmd, opts)
   return res
 end
 
+-- A system file the host may lack ("" then); a lost host raises, naming
+-- it, rather than passing for a host without users.
+local function system_file(self, path)
+  local data, err, code = self.session:read(path)
+  if not data and code ~= "ENOENT" then error(err, 0) end
+  return data or ""
+end
+
 -- passwd and group, read once per host: SFTP gives ids, users give names.
 local function id_maps(self)
   if not self.users then
+    local passwd, group = system_file(self, "/etc/passwd"), system_file(self, "/etc/group")
     self.users, self.user_ids, self.groups, self.group_ids = {}, {}, {}, {}
-    for line in (self.session:read("/etc/passwd") or ""):gmatch("[^\n]+") do
+    for line in passwd:gmatch("[^\n]+") do
       local name, id = line:match("^([^:]*):[^:]*:(%d+):")
       if name then
         id = tonumber(id)
@@ -109,7 +130,7 @@ local function id_maps(self)
         self.user_ids[name] = id
       end
     end
-    for line in (self.session:read("/etc/group") or ""):gmatch("[^\n]+") do
+    for line in group:gmatch("[^\n]+") do
       local name, id = line:match("^([^:]*):[^:]*:(%d+):")
       if name then
         id = tonumber(id)
@@ -151,8 +172,8 @@ function Remote:stat(path, opts)
       st.sha256 = fs.sha256_data(data)
       st.content = data   -- the caller may want it too: saves reading twice
     else
-      local r, xerr, xcode = self:exec({ "sha256sum", "--", path }, { check = false })
-      if not r or r.code ~= 0 then return nil, xerr or (self.name .. ": sha256sum " .. path .. " failed"), xcode end
+      local r, xerr, xcode = helper(self, { "sha256sum", "--", path })
+      if not r then return nil, xerr, xcode end
       st.sha256 = r.stdout:match("^(%x+)")
     end
   end
@@ -171,7 +192,9 @@ end
 --- Temporaries an interrupted atomic write of path left beside it.
 function Remote:leftover_temps(path)
   local names = {}
-  for i, e in ipairs(self.session:list(dirname(path)) or {}) do names[i] = e.name end
+  local entries, err, code = self.session:list(dirname(path))
+  if not entries and code ~= "ENOENT" then error(err, 0) end
+  for i, e in ipairs(entries or {}) do names[i] = e.name end
   return paths.temps_of(dirname(path), basename(path), names)
 end
 
@@ -196,7 +219,8 @@ function Remote:write(path, content, opts)
   if not ok then return nil, werr, wcode end
   local function give_up(e, c) self.session:unlink(tmp); return nil, e, c end
   if uid or gid then
-    local cur = self.session:stat(tmp)
+    local cur, serr, scode = self.session:stat(tmp)
+    if not cur then return give_up(serr, scode) end
     ok, werr, wcode = self.session:setstat(tmp, { uid = uid or cur.uid, gid = gid or cur.gid })
     if not ok then return give_up(werr, wcode) end
   end
@@ -265,22 +289,23 @@ function Remote:rename(from, to)
     local ok, err, code = self.session:rename(from, to)
     if ok or code ~= "EFAILURE" then return ok, err, code end
   end
-  local r, err, code = self:exec({ "mv", "-f", "--", from, to }, { check = false })
+  local r, err, code = helper(self, { "mv", "-f", "--", from, to })
   if not r then return nil, err, code end
-  if r.code ~= 0 then return nil, ("%s: mv %s %s: %s"):format(self.name, from, to, r.stderr:gsub("%s+$", "")), "EFAILURE" end
   return true
 end
 
 --- Remove a file or link (or a tree with opts.recursive); false when
 -- nothing was there.
 function Remote:remove(path, opts)
-  local st = self.session:stat(path, true)
-  if not st then return false end
+  local st, err, code = self.session:stat(path, true)
+  if not st then
+    if err then return nil, err, code end
+    return false
+  end
   if st.type ~= "directory" then return self.session:unlink(path) end
   if opts and opts.recursive then
-    local r, err, code = self:exec({ "rm", "-rf", "--", path }, { check = false })
+    local r, err, code = helper(self, { "rm", "-rf", "--", path })
     if not r then return nil, err, code end
-    if r.code ~= 0 then return nil, ("%s: rm -rf %s: %s"):format(self.name, path, r.stderr:gsub("%s+$", "")), "EFAILURE" end
     return true
   end
   return self.session:rmdir(path)
@@ -290,9 +315,8 @@ local FIND_TYPES = { f = "file", d = "directory", l = "link", p = "fifo", s = "s
 
 --- Everything below path: { path = relative, type }, parents first, sorted.
 function Remote:walk(path)
-  local r, err, code = self:exec({ "find", path, "-mindepth", "1", "-printf", "%P\\t%y\\n" }, { check = false })
+  local r, err, code = helper(self, { "find", path, "-mindepth", "1", "-printf", "%P\\t%y\\n" })
   if not r then return nil, err, code end
-  if r.code ~= 0 then return nil, ("%s: find %s: %s"):format(self.name, path, r.stderr:gsub("%s+$", "")), "EFAILURE" end
   local entries = {}
   for rel, t in r.stdout:gmatch("([^\t\n]+)\t(%a)\n") do
     entries[#entries + 1] = { path = rel, type = FIND_TYPES[t] or "unknown" }

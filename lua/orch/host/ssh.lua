@@ -164,6 +164,7 @@ function M.connect(h)
   -- a dead peer is noticed within interval x count (OpenSSH's
   -- ServerAliveInterval and ServerAliveCountMax), not after TCP's 15 minutes
   sess:keepalive(math.tointeger(h.server_alive_interval) or 15, math.tointeger(h.server_alive_count_max) or 3)
+  sess:label(h.name)   -- a later failure names the host as the inventory does
   return sess
 end
 

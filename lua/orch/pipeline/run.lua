@@ -39,6 +39,16 @@ function Execution:cancel(why)
   for p in pairs(self.procs) do p:kill("TERM") end
 end
 
+-- Why a stage's command failed. One cut short by the stage's timeout (not
+-- one of its own) says the stage's, not the part of it that was left when
+-- the command started.
+local function failure(ctx, res, own_timeout)
+  if res.timed_out and not own_timeout and ctx.timeout then
+    return ("timed out after %g s"):format(ctx.timeout)
+  end
+  return proc.failure(res)
+end
+
 -- ctx.sh(cmd): a command in the stage's folder and environment, its output
 -- in the stage's log, within what is left of the stage's timeout; a
 -- failure raises, naming the command and why.
@@ -56,7 +66,7 @@ local function stage_sh(self, ctx)
       on_spawn = function(p) spawned = p; self.procs[p] = true end })
     if spawned then self.procs[spawned] = nil end
     if not res then error(err, 2) end
-    if not res.ok then error(("%s: %s"):format(proc.display(cmd), proc.failure(res)), 2) end
+    if not res.ok then error(("%s: %s"):format(proc.display(cmd), failure(ctx, res, opts.timeout)), 2) end
     return res
   end
 end
@@ -71,7 +81,7 @@ local function on_hosts(self, ctx, stage)
       for line in ((res.stdout or "") .. (res.stderr or "")):gmatch("[^\n]+") do
         ctx.log(("[%s] %s"):format(h.name, line))
       end
-      if not res.ok then error(("%s: %s: %s"):format(h.name, cmd, proc.failure(res)), 0) end
+      if not res.ok then error(("%s: %s: %s"):format(h.name, cmd, failure(ctx, res)), 0) end
     end
   end
   local ok, failed = play.run(self.run, stage.name, { on = stage.on, serial = stage.serial,
@@ -96,12 +106,7 @@ local function attempt(self, ctx, stage)
   for _, cmd in ipairs(stage.sh) do
     if self.cancelled then return false, self.cancelled end
     local ok, err = pcall(ctx.sh, cmd)
-    if not ok then
-      if ctx.deadline and loop.now() >= ctx.deadline - 0.001 then
-        return false, ("%s: timed out after %g s"):format(cmd, stage.timeout)
-      end
-      return false, errors.message(err)
-    end
+    if not ok then return false, errors.message(err) end
   end
   return true
 end
@@ -231,7 +236,8 @@ function Execution:run_stage(stage)
     repeat
       r.attempts = r.attempts + 1
       if r.attempts > 1 then ctx.log(("retrying (attempt %d of %d)"):format(r.attempts, stage.retry + 1)) end
-      ctx.deadline = stage.timeout and loop.now() + stage.timeout  -- each attempt has the whole timeout
+      -- each attempt has the whole timeout
+      ctx.timeout, ctx.deadline = stage.timeout, stage.timeout and loop.now() + stage.timeout
       ok, fail_why = attempt(self, ctx, stage)
     until ok or r.attempts > stage.retry or self.cancelled or loop.interrupted()
   end
