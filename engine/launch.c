@@ -9,11 +9,60 @@
 #include <limits.h>
 #include <signal.h>
 #include <spawn.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "launch.h"
+
+/* ---- the keeper (keeper/keeper.c): ends our groups if orch dies ---- */
+
+static char *keeper;         /* its path, or NULL: none */
+static int keeper_fd = -1;   /* the pipe to it; -1 until the first command */
+
+void orch_set_keeper (const char *path) {
+  free(keeper);
+  keeper = path ? strdup(path) : NULL;
+}
+
+/*
+** Started on the first command: in a session of its own (a Ctrl-C to
+** orch's group must not end it first), reading the pipe's other end. If
+** it can't be started, commands still run: the state store's journal of
+** process groups (state/orphans.lua) is what ends them then.
+*/
+static void keeper_start (void) {
+  posix_spawn_file_actions_t fa;
+  posix_spawnattr_t attr;
+  char *argv[] = {keeper, NULL};
+  extern char **environ;
+  pid_t pid;
+  int p[2], err;
+  if (pipe2(p, O_CLOEXEC) != 0) return;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawnattr_init(&attr);
+  err = posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID);
+  if (!err) err = posix_spawn_file_actions_adddup2(&fa, p[0], 0);
+  if (!err) err = posix_spawn(&pid, keeper, &fa, &attr, argv, environ);
+  posix_spawnattr_destroy(&attr);
+  posix_spawn_file_actions_destroy(&fa);
+  close(p[0]);
+  if (err) { close(p[1]); orch_set_keeper(NULL); return; }
+  keeper_fd = p[1];
+}
+
+static void keeper_say (char sign, pid_t group) {
+  char msg[32];
+  int n;
+  if (keeper_fd < 0) return;
+  n = snprintf(msg, sizeof msg, "%c%ld\n", sign, (long)group);
+  /* under PIPE_BUF: one write, whole; a keeper gone (EPIPE) is let be */
+  while (write(keeper_fd, msg, (size_t)n) < 0 && errno == EINTR) {}
+}
+
+void orch_reaped (pid_t group) { keeper_say('-', group); }
 
 /*
 ** 0 or an errno. All ends are close-on-exec: the child's dup2 onto 0..2
@@ -133,7 +182,9 @@ int orch_spawn (pid_t *pid, char *const argv[], char *const envp[],
   if (!err) err = posix_spawn_file_actions_adddup2(&fa, fds[OUT_W], 1);
   if (!err) err = posix_spawn_file_actions_adddup2(&fa, fds[ERR_W], 2);
   if (!err && cwd) err = posix_spawn_file_actions_addchdir_np(&fa, cwd);
+  if (!err && keeper && keeper_fd < 0) keeper_start();
   if (!err) err = launch_search(pid, argv[0], argv, envp, &fa, &attr);
+  if (!err) keeper_say('+', *pid);
   posix_spawnattr_destroy(&attr);
   posix_spawn_file_actions_destroy(&fa);
   return err;

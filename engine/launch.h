@@ -12,6 +12,12 @@ enum { IN_R, IN_W, OUT_R, OUT_W, ERR_R, ERR_W, NFDS };
 
 /* The pipes (stdin's only when with_stdin; the others stay -1): 0 or an errno. */
 int orch_open_pipes (int fds[NFDS], int with_stdin);
+/* Where orch-keeper is (keeper/keeper.c says why), or NULL: without it,
+** a command may outlive a killed orch. */
+void orch_set_keeper (const char *path);
+/* A child orch_spawn started was reaped: the keeper forgets its group. */
+void orch_reaped (pid_t group);
+
 /* A new session running argv found on envp's PATH, in cwd: 0 or an errno. */
 int orch_spawn (pid_t *pid, char *const argv[], char *const envp[],
                 const char *cwd, const int fds[NFDS]);

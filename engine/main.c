@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 
 #include "orch.h"
+#include "launch.h"
 
 #define ORCH_MODULE(name) int luaopen_orch_core_##name (lua_State *L);
 #define ORCH_LAZY(name)
@@ -268,6 +269,11 @@ int main (int argc, char **argv) {
     lua_setfield(L, -2, m->name);
   }
   find_module_dir(info_exe);
+  {
+    char keeper[sizeof module_dir + 16];
+    snprintf(keeper, sizeof keeper, "%s/orch-keeper", module_dir);
+    if (access(keeper, X_OK) == 0) orch_set_keeper(keeper);
+  }
   for (i = 0; lazy_modules[i]; i++) {
     lua_pushfstring(L, "orch.core.%s", lazy_modules[i]);  /* [preload, name] */
     lua_pushcfunction(L, load_lazy);

@@ -94,6 +94,7 @@ static void on_child_exit (uv_poll_t *h, int status, int events) {
   pid_t r;
   do r = waitpid(p->pid, &ws, WNOHANG); while (r < 0 && errno == EINTR);
   if (r == 0) return;   /* not yet: keep watching */
+  orch_reaped(p->pid);
   p->exited = 1;
   if (r < 0) p->status = -1;   /* ECHILD: reaped by someone else, status lost */
   else if (WIFEXITED(ws)) p->status = WEXITSTATUS(ws);
@@ -332,6 +333,7 @@ static int proc_watch_child (proc *p) {
   }
   kill(-p->pid, SIGKILL);
   while (waitpid(p->pid, NULL, 0) < 0 && errno == EINTR) {}
+  orch_reaped(p->pid);
   return err;
 }
 

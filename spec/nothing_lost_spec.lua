@@ -1,4 +1,5 @@
 local support = require("spec.helpers.support")
+local procs = require("spec.helpers.procs")
 local fs = require("orch.core.fs")
 
 -- Issue 12: every byte orch installed can be found and restored, from any
@@ -105,16 +106,40 @@ describe("what a killed orch left running (#12)", function()
   before_each(function() dir = support.tmpdir() end)
   after_each(function() support.remove_tree(dir) end)
 
-  -- start `orch ARGS` in dir, wait until its command wrote $D/pid, kill -9 orch
-  local function kill_mid_command(...)
+  -- the process group of pid (field 5 of /proc/PID/stat, after the name)
+  local function group_of(pid)
+    return tonumber(support.read(("/proc/%d/stat"):format(pid)):match("%) %S+ %d+ (%d+)"))
+  end
+
+  -- start `orch ARGS` in dir, wait until its command wrote $D/pid, kill -9
+  -- orch (and with keeper_too, first the keeper that would end the group)
+  local function kill_mid_command(keeper_too, ...)
     local p = assert(require("orch.core.proc").spawn({ argv = { support.bin, ... }, cwd = dir }))
     local pid = tonumber(support.wait_for(dir .. "/pid", "\n"):match("%d+"))
+    local group = group_of(pid)
+    if keeper_too then
+      local keeper
+      for _, c in ipairs(procs.descendants(p:pid())) do
+        if (fs.read(("/proc/%d/cmdline"):format(c.pid)) or ""):find("orch-keeper", 1, true) then keeper = c.pid end
+      end
+      assert(keeper, "orch started no keeper")
+      require("orch.proc").run({ "kill", "-9", tostring(keeper) })
+    end
     assert(p:kill("KILL"))
     p:wait()
     p:close()
-    assert.is_true(support.alive(pid))   -- a command outlives the orch killed under it...
-    return pid
+    return pid, group
   end
+
+  it("dies with it: the command, and what its shell started in the background", function()
+    support.write(dir .. "/site.lua", ('command { "sleep 60 & echo $! > %s/bg; echo $$ > %s/pid; wait" }\n')
+      :format(dir, dir))
+    local pid = kill_mid_command(false, "play", "site.lua")
+    local bg = tonumber(support.read(dir .. "/bg"):match("%d+"))
+    finally(function() require("orch.proc").run({ "kill", "-9", tostring(pid), tostring(bg) }) end)
+    support.eventually(function() return not support.alive(pid) and not support.alive(bg) end,
+      "the command and its background child end with orch")
+  end)
 
   for _, case in ipairs({
     { what = "a play", file = "site.lua", body = 'command { "echo $$ > $D/pid; exec sleep 60" }\n', cmd = "play",
@@ -122,10 +147,11 @@ describe("what a killed orch left running (#12)", function()
     { what = "an apply", file = "infra.lua", body = 'resource "command" "c" { cmd = "echo $$ > $D/pid; exec sleep 60" }\n',
       cmd = "apply", next = { "apply", "infra.lua", "--auto-approve" } },
   }) do
-    it(("is ended, and said, before the next run takes over (%s)"):format(case.what), function()
+    it(("is ended, and said, before the next run takes over, had it escaped (%s)"):format(case.what), function()
       support.write(dir .. "/" .. case.file, (case.body:gsub("%$D", dir)))
       local args = { table.unpack(case.next) }
-      local pid = kill_mid_command(table.unpack(args))
+      local pid, group = kill_mid_command(true, table.unpack(args))
+      assert.is_true(support.alive(pid))   -- with its keeper gone too, a command outlives orch...
       finally(function() require("orch.proc").run({ "kill", "-9", tostring(pid) }) end)
       os.remove(dir .. "/pid")
       -- ...until the next run: it ends the group first (and runs its own)
@@ -134,7 +160,7 @@ describe("what a killed orch left running (#12)", function()
       local res = support.orch(table.unpack(args))
       assert.equals(0, res.code, res.stdout .. res.stderr)
       assert.matches("ended what", res.stderr, 1, true)
-      assert.matches(("group %d"):format(pid), res.stderr, 1, true)
+      assert.matches(("group %d"):format(group), res.stderr, 1, true)
       assert.is_false(support.alive(pid))
     end)
   end

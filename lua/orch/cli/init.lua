@@ -46,6 +46,8 @@ function M.main(argv)
   -- Ctrl-C can land in the engine's own Lua code (the hook raises wherever
   -- Lua runs): that is an interrupt, not an internal error.
   local ok, code = xpcall(spec.run, debug.traceback, opts, rest)
+  -- an orch that ends (not one killed) leaves nothing for a takeover to end
+  require("orch.state.orphans").forget()
   if ok then return code end
   if require("orch.core.loop").interrupted() then
     io.stderr:write("orch: interrupted\n")
