@@ -81,7 +81,10 @@ static void session_adopt (ssh_session *s, ssh_op *o, int cancelled) {
     if (s->ndead == s->capdead) {
       int cap = s->capdead ? s->capdead * 2 : 4;
       LIBSSH2_CHANNEL **d = realloc(s->dead, sizeof *d * (size_t)cap);
-      if (d == NULL) { if (s->broken < SSH_BROKEN) s->broken = SSH_BROKEN; return; }  /* session_free frees it */
+      if (d == NULL) {   /* session_free frees the channel */
+        if (s->broken < SSH_BROKEN) s->broken = SSH_BROKEN;
+        return;
+      }
       s->dead = d;
       s->capdead = cap;
     }

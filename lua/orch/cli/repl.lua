@@ -93,7 +93,7 @@ local BROKEN = { EDISCONNECTED = true, ESOCKET = true, ECHANNEL = true, ETIMEDOU
 
 -- h:exec with check = false, a lost host as nil, err, code: the host is
 -- unreachable, not a command that failed.
-local function exec_checked_here(h, cmd, opts)
+local function exec_unless_lost(h, cmd, opts)
   local res, err, code = h:exec(cmd, opts)
   if res and res.lost then return nil, res.error, res.code_name end
   return res, err, code
@@ -143,7 +143,7 @@ end
 local function exec_on(s, h, cmd, opts)
   local xopts = { check = false, timeout = opts.timeout, env = opts.env, cwd = opts.cwd, stdin = opts.stdin,
     keep_stdin = guarded(h, opts) }   -- the guard's watcher waits on it
-  local res, err, code = exec_checked_here(h, guarded(h, opts) and guard(cmd) or cmd, xopts)
+  local res, err, code = exec_unless_lost(h, guarded(h, opts) and guard(cmd) or cmd, xopts)
   if not res and BROKEN[code] then forget(s, h) end
   return res, err, code
 end
