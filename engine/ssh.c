@@ -401,12 +401,25 @@ static ssize_t session_dead_send (libssh2_socket_t fd, const void *buf, size_t l
   return -ECONNRESET;
 }
 
-/* What libssh2 reads, with the time bytes last came in: the keepalive's
-** watch for a peer that stopped answering. */
+/* What libssh2 reads, with the time bytes last came in (the keepalive's
+** watch for a peer that stopped answering), and round trips: bytes in
+** after bytes out is one (a burst either way counts once). */
 static ssize_t session_recv (libssh2_socket_t fd, void *buf, size_t len, int flags, void **abstract) {
+  ssh_session *s = *abstract;
   ssize_t n = recv(fd, buf, len, flags);
   if (n < 0) return -errno;
-  if (n > 0) ((ssh_session *)*abstract)->last_recv = uv_now(orch_uv());
+  if (n > 0) {
+    s->last_recv = uv_now(orch_uv());
+    if (s->sent) { s->round_trips++; s->sent = 0; }
+  }
+  return n;
+}
+
+static ssize_t session_send (libssh2_socket_t fd, const void *buf, size_t len, int flags,
+                             void **abstract) {
+  ssize_t n = send(fd, buf, len, flags);
+  if (n < 0) return -errno;
+  if (n > 0) ((ssh_session *)*abstract)->sent = 1;
   return n;
 }
 
@@ -465,6 +478,7 @@ static int ssh_step_connect (ssh_op *o) {
     }
     o->phase = 0;
     o->moved = 1;
+    s->round_trips = 1;   /* TCP's SYN and its answer */
   }
   rc = libssh2_session_handshake(s->s, s->fd);
   if (rc == LIBSSH2_ERROR_EAGAIN) return OP_AGAIN;
@@ -573,6 +587,7 @@ static int ssh_session_new (lua_State *L) {
   s->s = libssh2_session_init_ex(NULL, NULL, NULL, s);
   if (s->s == NULL) { session_shutdown(s); *box = NULL; return luaL_error(L, "out of memory"); }
   libssh2_session_callback_set(s->s, LIBSSH2_CALLBACK_RECV, (void *)session_recv);
+  libssh2_session_callback_set(s->s, LIBSSH2_CALLBACK_SEND, (void *)session_send);
   libssh2_session_set_blocking(s->s, 0);
   o = orch_ssh_op_new(L, s, ssh_step_connect);             /* [addr, port, t, box, op] */
   o->phase = -1;
@@ -780,10 +795,12 @@ static int ssh_label (lua_State *L) {
   return 0;
 }
 
-/* sess:stats() -> { channels, sftp_ops }: what each host cost */
+/* sess:stats() -> { channels, sftp_ops, round_trips }: what each host cost */
 static int ssh_stats (lua_State *L) {
   ssh_session *s = orch_ssh_check(L, 1);
-  lua_createtable(L, 0, 2);
+  lua_createtable(L, 0, 3);
+  lua_pushinteger(L, s->round_trips);
+  lua_setfield(L, -2, "round_trips");
   lua_pushinteger(L, s->channels);
   lua_setfield(L, -2, "channels");
   lua_pushinteger(L, s->sftp_ops);

@@ -85,7 +85,9 @@ struct ssh_session {
   ssh_op *sftp_owner;       /* the op using the SFTP channel */
   LIBSSH2_SFTP *sftp;
   const char *label;        /* "host:port" for messages, malloc'd */
-  lua_Integer channels, sftp_ops;  /* counters: round trips, roughly */
+  lua_Integer channels, sftp_ops;  /* what the host cost: exec channels, SFTP ops */
+  lua_Integer round_trips;  /* times bytes came in after bytes went out */
+  int sent;                 /* bytes went out since bytes last came in */
   int broken;               /* SSH_USABLE, SSH_SFTP_BROKEN or SSH_BROKEN */
   LIBSSH2_CHANNEL **dead;   /* cancelled execs' channels, closing; malloc'd */
   int ndead, capdead;

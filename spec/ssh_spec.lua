@@ -234,6 +234,22 @@ end }]]
   end)
 
   describe("plays", function()
+    it("count each host's round trips in the --json recap: a sequential SFTP stat is one", function()
+      local function trips(stats)
+        local res = play(('play "p" { on = "h1", function(h) step("stats", function() for _ = 1, %d do assert(h:stat("/")) end end) end }')
+          :format(stats), "--json")
+        assert.equals(0, res.code, res.stdout .. res.stderr)
+        for line in res.stdout:gmatch("[^\n]+") do
+          local ev = json.decode(line)
+          if ev.event == "recap" then return assert(ev.hosts.h1, line).round_trips end
+        end
+      end
+      local one, eleven = trips(1), trips(11)
+      -- TCP, key exchange and authentication: a handful, not dozens
+      assert.is_true(one >= 5 and one <= 20, "round trips of a connection and a stat: " .. tostring(one))
+      assert.equals(10, eleven - one)
+    end)
+
     it("rolls out in serial batches, stops past max_fail and rolls back that batch", function()
       local res = play([[
 play "rollout" { on = "all", serial = 1, max_fail = 0, function(h)

@@ -23,6 +23,9 @@ set -euo pipefail
 TB=${ORCH_TESTBED:-/tmp/orch-testbed}
 BENCH_ROOT=${ORCH_BENCH_ROOT:-/tmp/orch-bench}
 BASE_PORT=${ORCH_BASE_PORT:-22000}
+# Clients reach host i at BASE_PORT + i + this (latency.sh puts a delaying
+# proxy there); the sshd listen on BASE_PORT + i either way.
+CLIENT_OFFSET=${ORCH_CLIENT_PORT_OFFSET:-0}
 SSHD=/usr/sbin/sshd
 
 die() { echo "testbed: $*" >&2; exit 1; }
@@ -96,7 +99,7 @@ wait_port() { # port pid
 }
 
 write_client_files() { # N
-    local n=$1 i name port
+    local n=$1 i name port cport
     : >"$TB/known_hosts.tmp"
     : >"$TB/ssh_config.tmp"
     {
@@ -114,15 +117,16 @@ write_client_files() { # N
     for ((i = 1; i <= n; i++)); do
         printf -v name 'h%03d' "$i"
         port=$((BASE_PORT + i))
-        echo "[127.0.0.1]:$port $hostkey" >>"$TB/known_hosts.tmp"
+        cport=$((port + CLIENT_OFFSET))
+        echo "[127.0.0.1]:$cport $hostkey" >>"$TB/known_hosts.tmp"
         cat >>"$TB/ssh_config.tmp" <<EOF
 Host $name
     HostName 127.0.0.1
-    Port $port
+    Port $cport
 EOF
         cat >>"$TB/hosts.yaml.tmp" <<EOF
     $name:
-      ansible_port: $port
+      ansible_port: $cport
       root: $BENCH_ROOT/$name
       listen_port: $((port - 14000))
 EOF

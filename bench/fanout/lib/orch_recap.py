@@ -14,8 +14,8 @@ task count: 8 resources and 4 steps); ROUND_TRIPS is the largest per-host
 Exits 1 (with the reason on stderr) when: there is no recap; its status is
 not "ok"; fewer than N hosts are in it or OK; run 1 did not change exactly 7
 things per host (the work was not done, or not from scratch); run 2 (or
-RUN=keep) changed anything; or run 2 took more than TASKS round trips on a
-host (an unchanged resource must cost at most one).
+RUN=keep) changed anything. Round trips are reported, not checked here:
+latency.sh compares them with issue 13's targets.
 """
 import json
 import sys
@@ -63,8 +63,6 @@ def main():
     if run in ("2", "keep") and changed != 0:
         per = {k: h["changed"] for k, h in hosts.items() if h.get("changed")}
         problems.append(f"run {run} changed {changed} things (must be 0): {dict(list(per.items())[:5])}")
-    if run == "2" and max_trips is not None and max_trips > tasks:
-        problems.append(f"run 2 took up to {max_trips} round trips on a host (at most {tasks})")
     print(changed, ok_hosts, "-" if max_trips is None else max_trips)
     if problems:
         sys.exit("orch_recap: " + "; ".join(problems) + f"; see {log}")

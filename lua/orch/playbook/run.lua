@@ -84,13 +84,15 @@ function Run:connect(h)
   return host, err
 end
 
---- What each SSH host cost, into its recap counts: exec channels opened
--- and SFTP operations (a read is an open, reads and a close).
+--- What each SSH host cost, into its recap counts: round trips (times
+-- the host's bytes came in after orch's went out, from the TCP connect
+-- on), exec channels opened and SFTP operations (a read is an open, reads
+-- and a close).
 function Run:count_round_trips()
   for name, host in pairs(self.connections) do
     if type(host) == "table" and host.session and self.hosts[name] then
-      local st = host.session:stats()
-      self.hosts[name].channels, self.hosts[name].sftp_ops = st.channels, st.sftp_ops
+      local st, counts = host.session:stats(), self.hosts[name]
+      counts.round_trips, counts.channels, counts.sftp_ops = st.round_trips, st.channels, st.sftp_ops
     end
   end
 end
