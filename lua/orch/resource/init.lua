@@ -38,11 +38,14 @@ function M.default_diff(typedef, want, have)
   return changes
 end
 
--- A file's current state; its content is read only if someone asks.
+-- A file's current state; its content, owner and group are read only if
+-- someone asks (over SSH, names cost reading /etc/passwd and /etc/group).
 local function file_have(h, path, st)
-  local have = { path = path, mode = st.mode, owner = st.user, group = st.group, uid = st.uid,
-    gid = st.gid, sha256 = st.sha256, size = st.size, content = st.content }
+  local have = { path = path, mode = st.mode, uid = st.uid, gid = st.gid, sha256 = st.sha256,
+    size = st.size, content = st.content }
   return setmetatable(have, { __index = function(t, k)
+    if k == "owner" then return st.user end
+    if k == "group" then return st.group end
     if k ~= "content" then return nil end
     local content, err = h:read(path)
     if not content then error(err, 0) end
@@ -76,9 +79,14 @@ end
 
 local function converge_file(ctx, typedef, want, label)
   local h, run = ctx.host, ctx.run
-  -- recorded absolute: a rollback from any folder finds and restores it
-  local path = follow_links(h, h:absolute(typedef.path and typedef.path(want) or want.path))
-  local st, err = h:stat(path, { sha256 = true })
+  -- recorded absolute: a rollback from any folder finds and restores it.
+  -- One look: what is not a link, lstat sees as stat does.
+  local path = h:absolute(typedef.path and typedef.path(want) or want.path)
+  local st, err = h:stat(path, { link = true, sha256 = true })
+  if st and st.type == "link" then
+    path = follow_links(h, path)
+    st, err = h:stat(path, { sha256 = true })
+  end
   if err then error(err, 0) end
   if st and st.type ~= "file" then error(("%s is a %s, not a file"):format(path, st.type), 0) end
   local have = st and file_have(h, path, st)
