@@ -260,7 +260,7 @@ describe("orch.state migrations", function()
       names[#names + 1] = r.name
     end
     assert.same({ "blobs", "config_files", "configs", "events", "events_run_seq", "file_versions",
-      "file_versions_run", "infra_locks", "infra_outputs", "infra_resources", "infra_workspaces",
+      "file_versions_run", "host_reads", "infra_locks", "infra_outputs", "infra_resources", "infra_workspaces",
       "pending_handlers", "pipeline_artifacts", "pipeline_runs", "pipeline_runs_name", "pipeline_triggers", "runs", "stage_runs",
       "webhook_deliveries", "webhook_deliveries_id", "webhook_deliveries_received" }, names)
     local f = io.popen("stat -c %a " .. sh_quote(dir .. "/a/b") .. " " .. sh_quote(path))

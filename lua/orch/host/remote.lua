@@ -7,6 +7,7 @@ local secret = require("orch.secret")
 local proc = require("orch.proc")
 local facts = require("orch.host.facts")
 local paths = require("orch.paths")
+local prefetch = require("orch.host.prefetch")
 local task = require("orch.task")
 
 local M = {}
@@ -62,8 +63,8 @@ end
 
 -- A helper command of this module (find, mv, rm, sha256sum): its result,
 -- or nil, err, code naming the host when it failed or the host was lost.
-local function helper(self, argv)
-  local r = self:exec(argv, { check = false })
+local function helper(self, argv, reads_only)
+  local r = self:exec(argv, { check = false, _reads_only = reads_only })
   if r.lost then return nil, r.error, r.code_name end
   if r.code ~= 0 then
     local why = r.stderr:gsub("%s+$", "")
@@ -75,6 +76,9 @@ end
 --- Run a command: { code | signal, stdout, stderr, ok }, raising on
 -- failure (naming the host) unless opts.check == false.
 function Remote:exec(cmd, opts)
+  -- a command may change anything a batched read said (_reads_only: one
+  -- of orch's own that only reads, such as the batch itself)
+  if not (opts and opts._reads_only) then self.cache = nil end
   opts = task.command_opts(opts or {})
   proc.check_timeout(opts.timeout)
   local line, preamble = self:command_line(cmd, opts)
@@ -152,17 +156,88 @@ local function to_id(self, v, group)
   return id
 end
 
---- stat (or lstat with opts.link), plus sha256 of a regular file with
--- opts.sha256. nil when absent; failures as nil, err, code.
-function Remote:stat(path, opts)
-  local link = opts and opts.link
-  local st, err, code = self.session:stat(path, link)
-  if not st then return nil, err, code end
-  -- names cost reading passwd and group once per host: only if asked for
-  setmetatable(st, { __index = function(t, k)
+-- ---- reads answered from one batch (host/prefetch.lua) ----
+-- self.expected: what the last run read on this host ({ [path] = kinds:
+-- l lstat, s stat, h sha256, c content, r link }), set by the run from the
+-- store; self.reads: what this run has asked, saved for the next one.
+-- The first read of an expected path fetches every expected path not read
+-- yet in one command; its answers stand until orch changes something on
+-- the host or runs a command there (self.cache = nil), and the next miss
+-- fetches again. What was not expected is read live.
+
+-- orch is about to change something on the host: what a batch said of
+-- it may no longer hold.
+local function changing(self) self.cache = nil end
+
+--- The reads to expect (the run sets them from the state store).
+function Remote:expect(reads) self.expected = reads end
+
+local function asked(self, path, kinds)
+  if path:sub(1, 1) ~= "/" then return end   -- the batch takes absolute paths only
+  local have = self.reads[path] or ""
+  for k in kinds:gmatch(".") do
+    if not have:find(k, 1, true) then have = have .. k end
+  end
+  self.reads[path] = have
+end
+
+-- The batch's answer for path, fetching the batch on a miss; nil: read live.
+local function batched(self, path)
+  local cached = self.cache and self.cache[path]
+  if cached then return cached end
+  local kinds = self.expected and self.expected[path]
+  if not kinds or self.no_batch then return nil end
+  local batch = { [path] = kinds }
+  for p, k in pairs(self.expected) do
+    if not self.reads[p] then batch[p] = k end
+  end
+  local r = self:exec(prefetch.command(batch), { check = false, _reads_only = true })
+  local got = prefetch.parse(r.stdout, batch)
+  if not got then   -- no GNU find or base64 there, or a lost host: live, as before
+    self.no_batch = true
+    return nil
+  end
+  self.cache = self.cache or {}
+  for p, e in pairs(got) do self.cache[p] = e end
+  return self.cache[path]
+end
+
+-- names cost reading passwd and group once per host: only if asked for
+local function with_names(self, st)
+  return setmetatable(st, { __index = function(t, k)
     if k == "user" then return id_maps(self).users[t.uid] end
     if k == "group" then return id_maps(self).groups[t.gid] end
   end })
+end
+
+-- A stat as Remote:stat gives it, from a batch's entry: a fresh table
+-- (callers may keep it); false when absent; nil when the entry lacks
+-- what was asked (a content, a hash).
+local function stat_from(self, e, link, want_sha)
+  local s = e[link and "l" or "s"]
+  if not s then return s end
+  if want_sha and s.type == "file" and not (e.content or e.sha256) then return nil end
+  local st = { type = s.type, mode = s.mode, uid = s.uid, gid = s.gid, size = s.size, mtime = s.mtime,
+    target = link and s.target or nil }
+  if want_sha and s.type == "file" then
+    st.sha256, st.content = e.sha256 or fs.sha256_data(e.content), e.content
+  end
+  return with_names(self, st)
+end
+
+--- stat (or lstat with opts.link), plus sha256 of a regular file with
+-- opts.sha256. nil when absent; failures as nil, err, code.
+function Remote:stat(path, opts)
+  local link, want_sha = opts and opts.link, opts and opts.sha256
+  asked(self, path, (link and "l" or "s") .. (want_sha and "h" or ""))
+  local e = batched(self, path)
+  if e then
+    local known = stat_from(self, e, link, want_sha)
+    if known ~= nil then return known or nil end
+  end
+  local st, err, code = self.session:stat(path, link)
+  if not st then return nil, err, code end
+  with_names(self, st)
   if link and st.type == "link" then st.target = self.session:readlink(path) end
   if opts and opts.sha256 and st.type == "file" then
     -- a small file costs one more SFTP read; a large one a sha256sum
@@ -172,7 +247,7 @@ function Remote:stat(path, opts)
       st.sha256 = fs.sha256_data(data)
       st.content = data   -- the caller may want it too: saves reading twice
     else
-      local r, xerr, xcode = helper(self, { "sha256sum", "--", path })
+      local r, xerr, xcode = helper(self, { "sha256sum", "--", path }, true)
       if not r then return nil, xerr, xcode end
       st.sha256 = r.stdout:match("^(%x+)")
     end
@@ -198,12 +273,18 @@ function Remote:leftover_temps(path)
   return paths.temps_of(dirname(path), basename(path), names)
 end
 
-function Remote:read(path) return self.session:read(path) end
+function Remote:read(path)
+  asked(self, path, "c")
+  local e = batched(self, path)
+  if e and e.content then return e.content end
+  return self.session:read(path)
+end
 
 --- Atomic write: a temp file beside path (mode and owner set first), then
 -- renamed over it. An existing file keeps its owner unless one is given,
 -- and its mode unless one is given; a new one gets 0644.
 function Remote:write(path, content, opts)
+  changing(self)
   opts = opts or {}
   local old = self.session:stat(path)
   local mode = opts.mode and (type(opts.mode) == "string" and tonumber(opts.mode, 8) or opts.mode)
@@ -232,6 +313,7 @@ end
 
 --- mkdir -p; true when it created the last directory, false when there.
 function Remote:mkdir(path, mode)
+  changing(self)
   mode = mode and (type(mode) == "string" and tonumber(mode, 8) or mode) or tonumber("755", 8)
   local st = self.session:stat(path)
   if st then
@@ -256,11 +338,13 @@ function Remote:mkdir(path, mode)
 end
 
 function Remote:chmod(path, mode)
+  changing(self)
   mode = type(mode) == "string" and tonumber(mode, 8) or mode
   return self.session:setstat(path, { mode = mode })
 end
 
 function Remote:chown(path, owner, group)
+  changing(self)
   local uid, err = to_id(self, owner, false)
   if owner and not uid then return nil, err, "ENOUSER" end
   local gid
@@ -275,16 +359,27 @@ end
 -- request came first: it reports a failure for a link that was made. What
 -- the link says is the answer.
 function Remote:symlink(target, path)
+  changing(self)
   local ok, err, code = self.session:symlink(target, path)
   if ok or code ~= "EFAILURE" and code ~= "ENOENT" and code ~= "ESFTP" then return ok, err, code end
   if self.session:readlink(path) == target then return true end
   return nil, err, code
 end
-function Remote:readlink(path) return self.session:readlink(path) end
+function Remote:readlink(path)
+  asked(self, path, "r")
+  local e = batched(self, path)
+  if e and e.l and e.l.target then return e.l.target end
+  local target, err, code = self.session:readlink(path)
+  -- libssh2 answers "" for a path that is not a link when READLINK is the
+  -- session's first SFTP request; no link has an empty target
+  if target == "" then return nil, ("%s: %s: Invalid argument"):format(self.name, path), "EINVAL" end
+  return target, err, code
+end
 
 --- rename, replacing `to` atomically like rename(2): OpenSSH's SFTP rename
 -- refuses an existing target, so that case takes one `mv -f`.
 function Remote:rename(from, to)
+  changing(self)
   if not self.session:stat(to, true) then
     local ok, err, code = self.session:rename(from, to)
     if ok or code ~= "EFAILURE" then return ok, err, code end
@@ -297,6 +392,7 @@ end
 --- Remove a file or link (or a tree with opts.recursive); false when
 -- nothing was there.
 function Remote:remove(path, opts)
+  changing(self)
   local st, err, code = self.session:stat(path, true)
   if not st then
     if err then return nil, err, code end
@@ -315,7 +411,7 @@ local FIND_TYPES = { f = "file", d = "directory", l = "link", p = "fifo", s = "s
 
 --- Everything below path: { path = relative, type }, parents first, sorted.
 function Remote:walk(path)
-  local r, err, code = helper(self, { "find", path, "-mindepth", "1", "-printf", "%P\\t%y\\n" })
+  local r, err, code = helper(self, { "find", path, "-mindepth", "1", "-printf", "%P\\t%y\\n" }, true)
   if not r then return nil, err, code end
   local entries = {}
   for rel, t in r.stdout:gmatch("([^\t\n]+)\t(%a)\n") do
@@ -327,6 +423,7 @@ end
 
 --- A private temp file with content on the host; its path and a cleanup.
 function Remote:temp_file(content)
+  changing(self)
   local path = ("/tmp/.orch-%s-%08d"):format(self.name:gsub("[^%w]", "_"), math.random(0, 99999999))
   local ok, err, code = self.session:write(path, content, tonumber("600", 8), true)
   if not ok then return nil, err, code end
@@ -392,7 +489,7 @@ function M.new(h, session)
   return setmetatable({
     name = h.name, address = h.address or h.name, roles = h.roles or {}, vars = h.vars or {},
     connection = "ssh", session = session, become = h.become, become_user = h.become_user,
-    become_password = h.become_password,
+    become_password = h.become_password, reads = {},
   }, Remote)
 end
 

@@ -87,13 +87,12 @@ local function passphrase_for(path)
   return p
 end
 
+-- Keys first, without asking the server which methods it takes (a round
+-- trip, and nearly every server takes keys); the methods are asked only
+-- when no key got in, for a password or to say what the server wants.
 local function try_auth(sess, h, user, cfg)
-  local methods = assert(sess:auth_methods(user))
-  if #methods == 0 then return true end   -- the server let us in already
-  local allowed = {}
-  for _, m in ipairs(methods) do allowed[m] = true end
   local reasons = {}
-  if allowed.publickey then
+  local function keys()
     if os.getenv("SSH_AUTH_SOCK") and h.agent ~= false then
       local ok, err = sess:auth_agent(user)
       if ok then return true end
@@ -112,6 +111,12 @@ local function try_auth(sess, h, user, cfg)
       reasons[#reasons + 1] = ("%s (%s)"):format(err, key)
     end
   end
+  if keys() then return true end
+  local methods = assert(sess:auth_methods(user))
+  if #methods == 0 then return true end   -- the server let us in already
+  local allowed = {}
+  for _, m in ipairs(methods) do allowed[m] = true end
+  if not allowed.publickey then reasons = {} end   -- (its refusals say nothing)
   if allowed.password and h.password then
     local ok, err = sess:auth_password(user, require("orch.secret").reveal(h.password))
     if ok then return true end

@@ -4,6 +4,7 @@
 local loop = require("orch.core.loop")
 local task = require("orch.task")
 local host_mod = require("orch.host")
+local reads = require("orch.state.reads")
 local secret = require("orch.secret")
 local errors = require("orch.errors")
 
@@ -81,6 +82,8 @@ function Run:connect(h)
   local host, err = host_mod.connect(h)
   self.connections[h.name] = host or false
   self.connections[h.name .. "\0err"] = err
+  -- what the last run read there comes in one batch (host/prefetch.lua)
+  if host and host.expect and self.store then host:expect(reads.of(self.store, h.name)) end
   return host, err
 end
 
@@ -97,10 +100,14 @@ function Run:count_round_trips()
   end
 end
 
---- Close every connection the run opened.
+--- Close every connection the run opened, keeping what was read on each
+-- SSH host for the next run's batch.
 function Run:disconnect()
   for name, host in pairs(self.connections) do
-    if type(host) == "table" then host:close() end
+    if type(host) == "table" then
+      if host.reads and self.store then reads.save(self.store, name, host.reads) end
+      host:close()
+    end
     self.connections[name] = nil
   end
 end

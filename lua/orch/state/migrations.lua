@@ -210,4 +210,14 @@ return {
     PRIMARY KEY (playbook, host, name)
   );
   ]],
+  -- 9: what a run read on each SSH host (path, and how: lstat, stat,
+  -- content, sha256, link), so the next run fetches it in one batch
+  [[
+  CREATE TABLE host_reads (
+    host  TEXT NOT NULL,
+    path  TEXT NOT NULL,
+    kinds TEXT NOT NULL,
+    PRIMARY KEY (host, path)
+  );
+  ]],
 }
