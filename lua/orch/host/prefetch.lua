@@ -18,12 +18,12 @@ local M = {}
 M.content_max = 1024 * 1024
 local KIB = M.content_max // 1024
 
--- Sections, each opened by a marker: L (path, lstat, link target), S
--- (path, stat), C (path, base64 content), H ("sha256  path"), then E. A
--- stat is "TYPE MODE UID GID SIZE MTIME"; a path find can't see is left
--- out (absent). Every field ends with a NUL, which no path holds. find
--- exits 1 for a missing path: the E marker, not the status, says the
--- answer is whole.
+-- Sections, each opened by a marker: L (path, lstat, link target), X
+-- (what find said of the paths it could not lstat, a line each), S (path,
+-- stat), C (path, base64 content), H ("sha256  path"), then E. A stat is
+-- "TYPE MODE UID GID SIZE MTIME". Every field ends with a NUL, which no
+-- path holds. find exits 1 for a missing path: the E marker, not the
+-- status, says the answer is whole.
 local function script(all, content, hashed)
   local q = {}
   local function list(set)
@@ -31,7 +31,10 @@ local function script(all, content, hashed)
     for i, p in ipairs(set) do out[i] = proc.quote(p) end
     return table.concat(out, " ")
   end
-  q[#q + 1] = "printf 'L\\0'; find " .. list(all) .. " -maxdepth 0 -printf '%p\\0%y %m %U %G %s %T@\\0%l\\0' 2>/dev/null"
+  q[#q + 1] = "export LC_ALL=C"
+  q[#q + 1] = "printf 'L\\0'; { x=$(find " .. list(all)
+    .. " -maxdepth 0 -printf '%p\\0%y %m %U %G %s %T@\\0%l\\0' 2>&1 1>&3); } 3>&1"
+  q[#q + 1] = "printf 'X\\0'; [ -z \"$x\" ] || printf '%s\\n' \"$x\" | tr '\\n' '\\0'"
   q[#q + 1] = "printf 'S\\0'; find -L " .. list(all) .. " -maxdepth 0 -printf '%p\\0%y %m %U %G %s %T@\\0' 2>/dev/null"
   q[#q + 1] = "printf 'C\\0'"
   if #content > 0 then
@@ -73,37 +76,51 @@ local function stat_of(text, follow)
     size = tonumber(size), mtime = math.floor(tonumber(mtime)) }
 end
 
+-- What a path find could not lstat is, by its message: absent (as SFTP
+-- says for ENOENT and ENOTDIR), or not known (nil: read it live, for the
+-- error SFTP gives).
+local ABSENT = { ["No such file or directory"] = true, ["Not a directory"] = true }
+
 --- What the command printed, for the paths of `batch`: { [path] = { l =
 -- lstat|false, s = stat|false, content, sha256 } } (an lstat of a link
--- has its target); nil when the answer is not whole.
+-- has its target; a stat find could not take is nil); a path it could
+-- not lstat for another reason than absence is left out; nil when the
+-- answer is not whole.
 function M.parse(out, batch)
   local f = {}
   for field in out:gmatch("([^%z]*)%z") do f[#f + 1] = field end
   if f[1] ~= "L" or f[#f] ~= "E" then return nil end
   local got = {}
-  for path in pairs(batch) do got[path] = { l = false, s = false } end
   local i, section = 2, nil
   while i < #f do
     local v = f[i]
-    if v == "S" or v == "C" or v == "H" then
+    if v == "X" or v == "S" or v == "C" or v == "H" then
       section, i = v, i + 1
     elseif section == nil then   -- L: path, lstat, target
-      local e, st = got[v], stat_of(f[i + 1] or "")
-      if not e or st == nil then return nil end
+      local st = stat_of(f[i + 1] or "")
+      if not batch[v] or not st then return nil end
       if st.type == "link" then st.target = f[i + 2] end
-      e.l, i = st, i + 3
+      got[v], i = { l = st }, i + 3
+    elseif section == "X" then   -- find: 'PATH': reason
+      local path, why = v:match("^find: '(.*)': ([^:]*)$")
+      if not path then return nil end
+      if batch[path] and ABSENT[why] then got[path] = { l = false, s = false } end
+      i = i + 1
     elseif section == "S" then
       local e, st = got[v], stat_of(f[i + 1] or "", true)
-      if not e or st == nil then return nil end
-      e.s, i = st, i + 2
+      if not batch[v] or st == nil then return nil end
+      if e then e.s = st end
+      i = i + 2
     elseif section == "C" then
       local e, content = got[v], base64.decode(f[i + 1] or "")
-      if not e or not content then return nil end
-      e.content, i = content, i + 2
+      if not batch[v] or not content then return nil end
+      if e then e.content = content end
+      i = i + 2
     else   -- H: "sha256  path"
       local sha, path = v:match("^(%x+)  (.*)$")
-      if not sha or not got[path] or #sha ~= 64 then return nil end
-      got[path].sha256, i = sha, i + 1
+      if not sha or not batch[path] or #sha ~= 64 then return nil end
+      if got[path] then got[path].sha256 = sha end
+      i = i + 1
     end
   end
   return got
