@@ -121,10 +121,21 @@ local function system_file(self, path)
   return data or ""
 end
 
+-- passwd and group in one command, as a batch (two SFTP reads cost twice
+-- the round trips); over SFTP where the batch's tools are missing.
+local function passwd_and_group(self)
+  local batch = { ["/etc/passwd"] = "c", ["/etc/group"] = "c" }
+  local r = self:exec(prefetch.command(batch), { check = false, _reads_only = true })
+  if r.lost then error(r.error, 0) end
+  local got = prefetch.parse(r.stdout, batch)
+  if not got then return system_file(self, "/etc/passwd"), system_file(self, "/etc/group") end
+  return (got["/etc/passwd"] or {}).content or "", (got["/etc/group"] or {}).content or ""
+end
+
 -- passwd and group, read once per host: SFTP gives ids, users give names.
 local function id_maps(self)
   if not self.users then
-    local passwd, group = system_file(self, "/etc/passwd"), system_file(self, "/etc/group")
+    local passwd, group = passwd_and_group(self)
     self.users, self.user_ids, self.groups, self.group_ids = {}, {}, {}, {}
     for line in passwd:gmatch("[^\n]+") do
       local name, id = line:match("^([^:]*):[^:]*:(%d+):")
@@ -315,22 +326,25 @@ end
 function Remote:mkdir(path, mode)
   changing(self)
   mode = mode and (type(mode) == "string" and tonumber(mode, 8) or mode) or tonumber("755", 8)
-  local st = self.session:stat(path)
-  if st then
-    if st.type == "directory" then return false end
-    return nil, ("%s: %s: File exists"):format(self.name, path), "EEXIST"
-  end
-  local parent = dirname(path)
-  if parent ~= path and parent ~= "" and parent ~= "." then
-    local ok, err, code = self:mkdir(parent, mode)
-    if ok == nil then return nil, err, code end
-  end
+  -- mkdir first, look only when it fails: a directory orch makes (the
+  -- usual case) costs one round trip, not a stat of it and of each parent
   local ok, err, code = self.session:mkdir(path, mode)
   if not ok then
-    -- someone else made it meanwhile: as mkdir -p, that is fine
-    local now = self.session:stat(path)
-    if now and now.type == "directory" then return false end
-    return nil, err, code
+    local st = self.session:stat(path)
+    if st then
+      if st.type == "directory" then return false end   -- there already (or made meanwhile)
+      return nil, ("%s: %s: File exists"):format(self.name, path), "EEXIST"
+    end
+    local parent = dirname(path)
+    if code ~= "ENOENT" or parent == path or parent == "" or parent == "." then return nil, err, code end
+    local pok, perr, pcode = self:mkdir(parent, mode)
+    if pok == nil then return nil, perr, pcode end
+    ok, err, code = self.session:mkdir(path, mode)
+    if not ok then
+      local now = self.session:stat(path)
+      if now and now.type == "directory" then return false end
+      return nil, err, code
+    end
   end
   ok, err, code = self.session:setstat(path, { mode = mode })   -- past the umask
   if not ok then return nil, err, code end
