@@ -54,7 +54,8 @@ function Remote:command_line(cmd, opts)
     -- coreutils timeout leads a process group and signals all of it
     line = ("timeout -k %g %g sh -c %s"):format(opts.grace or 2, opts.timeout, quote(line))
   end
-  if self.become then
+  -- (orch's own reads see the host as SFTP does: as the login user)
+  if self.become and not opts._reads_only then
     line = ("sudo %s-u %s -- sh -c %s"):format(self.become_password and "-S -p '' " or "-n ",
       quote(self.become_user or "root"), quote(line))
   end
@@ -77,14 +78,15 @@ end
 -- failure (naming the host) unless opts.check == false.
 function Remote:exec(cmd, opts)
   -- a command may change anything a batched read said (_reads_only: one
-  -- of orch's own that only reads, such as the batch itself)
+  -- of orch's own that only reads, such as the batch itself; it runs as
+  -- the login user, without become, to see what SFTP sees)
   if not (opts and opts._reads_only) then self.cache = nil end
   opts = task.command_opts(opts or {})
   proc.check_timeout(opts.timeout)
   local line, preamble = self:command_line(cmd, opts)
   local stdin = opts.stdin
   if preamble then stdin = preamble .. (stdin or "") end
-  if self.become and self.become_password then
+  if self.become and self.become_password and not opts._reads_only then
     stdin = secret.reveal(self.become_password) .. "\n" .. (stdin or "")
   end
   -- the command's own timeout is kept here too, by a deadline a stalled
