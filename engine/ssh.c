@@ -650,6 +650,11 @@ static int ssh_step_exec (ssh_op *o) {
       /* fall through */
     case EX_EXEC:
       rc = libssh2_channel_exec(o->ch, o->a);
+      /* A command with no stdin gets its EOF at once, behind the request,
+      ** not after the answer: a server that closes the channel only once
+      ** it has our EOF then needn't wait a round trip for it. */
+      if (rc == LIBSSH2_ERROR_EAGAIN && o->data && o->len == 0 && libssh2_channel_send_eof(o->ch) == 0)
+        o->data = NULL;
       if (rc == LIBSSH2_ERROR_EAGAIN) return OP_AGAIN;
       if (rc != 0) return ssh_exec_abort(o, rc);
       o->phase = EX_IO;
