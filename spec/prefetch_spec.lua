@@ -103,6 +103,24 @@ end }]]
     assert.matches("now: by orch", res.stdout, 1, true)
   end)
 
+  it("splits a batch too long for one command line into several", function()
+    assert(fs.mkdir(dir .. "/many"))
+    local long = ("x"):rep(150)
+    for i = 1, 300 do support.write(("%s/many/%03d-%s"):format(dir, i, long), tostring(i)) end
+    local body = ([[play "p" { on = "h1", function(h)
+      step("read", function()
+        local sum = 0
+        for i = 1, 300 do sum = sum + tonumber(h:read(("$D/many/%%03d-%s"):format(i))) end
+        log("sum " .. sum .. " channels " .. h.session:stats().channels .. " sftp " .. h.session:stats().sftp_ops)
+      end)
+    end }]]):format(long)
+    assert.matches("sum 45150 channels 0", play(body).stdout)
+    -- 300 paths of about 190 bytes: several commands' worth, none over SFTP
+    local channels, sftp = play(body).stdout:match("sum 45150 channels (%d+) sftp (%d+)")
+    assert.equals("0", sftp)
+    assert.is_true(tonumber(channels) > 1 and tonumber(channels) < 20, channels .. " batches")
+  end)
+
   it("leaves a host whose answer does not parse to live reads", function()
     assert.is_nil(prefetch.parse("L\0/x\0f 644 0 0 1 1.0\0", { ["/x"] = "s" }))   -- no end marker
     assert.is_nil(prefetch.parse("L\0/y\0f 644 0 0 1 1.0\0\0E\0", { ["/x"] = "s" }))   -- not asked

@@ -18,6 +18,11 @@ local M = {}
 M.content_max = 1024 * 1024
 local KIB = M.content_max // 1024
 
+-- The command travels in one SSH packet (libssh2 sends at most 35,000
+-- bytes): a batch names at most this many bytes of paths (each path
+-- appears up to three times); the rest come in the next batch.
+M.path_bytes = 8 * 1024
+
 -- Sections, each opened by a marker: L (path, lstat, link target), X
 -- (what find said of the paths it could not lstat, a line each), S (path,
 -- stat), C (path, base64 content), H ("sha256  path"), then E. A stat is

@@ -200,9 +200,12 @@ local function batched(self, path)
   if cached then return cached end
   local kinds = self.expected and self.expected[path]
   if not kinds or self.no_batch then return nil end
-  local batch = { [path] = kinds }
+  local batch, room = { [path] = kinds }, prefetch.path_bytes - #path
   for p, k in pairs(self.expected) do
-    if not self.reads[p] then batch[p] = k end
+    if room < #p then break end
+    if not self.reads[p] and not batch[p] and not (self.cache and self.cache[p]) then
+      batch[p], room = k, room - #p
+    end
   end
   local r = self:exec(prefetch.command(batch), { check = false, _reads_only = true })
   local got = prefetch.parse(r.stdout, batch)
