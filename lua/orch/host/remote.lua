@@ -296,6 +296,19 @@ function Remote:read(path)
   return self.session:read(path)
 end
 
+-- rename over `to`, there or not as the caller saw: OpenSSH's SFTP rename
+-- refuses an existing target (also one that came meanwhile), so that case
+-- takes one `mv -f`.
+local function rename_over(self, from, to, there)
+  if not there then
+    local ok, err, code = self.session:rename(from, to)
+    if ok or code ~= "EFAILURE" then return ok, err, code end
+  end
+  local r, err, code = helper(self, { "mv", "-f", "--", from, to })
+  if not r then return nil, err, code end
+  return true
+end
+
 --- Atomic write: a temp file beside path (mode and owner set first), then
 -- renamed over it. An existing file keeps its owner unless one is given,
 -- and its mode unless one is given; a new one gets 0644.
@@ -324,7 +337,7 @@ function Remote:write(path, content, opts)
   -- SFTP modes pass through the server's umask on create: set it exactly
   ok, werr, wcode = self.session:setstat(tmp, { mode = mode })
   if not ok then return give_up(werr, wcode) end
-  return self:rename(tmp, path)
+  return rename_over(self, tmp, path, old ~= nil)   -- (old was looked at once, above)
 end
 
 --- mkdir -p; true when it created the last directory, false when there.
@@ -335,7 +348,7 @@ function Remote:mkdir(path, mode)
   -- usual case) costs one round trip, not a stat of it and of each parent
   local ok, err, code = self.session:mkdir(path, mode)
   if not ok then
-    local st = self.session:stat(path)
+    local st = code ~= "ENOENT" and self.session:stat(path)   -- (ENOENT: a parent is missing)
     if st then
       if st.type == "directory" then return false end   -- there already (or made meanwhile)
       return nil, ("%s: %s: File exists"):format(self.name, path), "EEXIST"
@@ -395,17 +408,10 @@ function Remote:readlink(path)
   return target, err, code
 end
 
---- rename, replacing `to` atomically like rename(2): OpenSSH's SFTP rename
--- refuses an existing target, so that case takes one `mv -f`.
+--- rename, replacing `to` atomically like rename(2).
 function Remote:rename(from, to)
   changing(self)
-  if not self.session:stat(to, true) then
-    local ok, err, code = self.session:rename(from, to)
-    if ok or code ~= "EFAILURE" then return ok, err, code end
-  end
-  local r, err, code = helper(self, { "mv", "-f", "--", from, to })
-  if not r then return nil, err, code end
-  return true
+  return rename_over(self, from, to, self.session:stat(to, true) ~= nil)
 end
 
 --- Remove a file or link (or a tree with opts.recursive); false when
