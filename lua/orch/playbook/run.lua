@@ -5,6 +5,7 @@ local loop = require("orch.core.loop")
 local task = require("orch.task")
 local host_mod = require("orch.host")
 local reads = require("orch.state.reads")
+local deep_equal = require("orch.tables").deep_equal
 local secret = require("orch.secret")
 local errors = require("orch.errors")
 
@@ -105,7 +106,10 @@ end
 function Run:disconnect()
   for name, host in pairs(self.connections) do
     if type(host) == "table" then
-      if host.reads and self.store then reads.save(self.store, name, host.reads) end
+      -- (a run that read what the last one did writes nothing)
+      if host.reads and self.store and not deep_equal(host.reads, host.expected or {}) then
+        reads.save(self.store, name, host.reads)
+      end
       host:close()
     end
     self.connections[name] = nil

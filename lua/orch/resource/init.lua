@@ -166,10 +166,8 @@ local function converge_file(ctx, typedef, want, label)
   -- the operator after the wrong thing). What was written is recorded
   -- from the string that was written, not read back: no second copy.
   local recorded, rerr = pcall(function()
-    local now = assert(h:stat(path))
     history.record(run.store, { host = h.name, path = path, run_id = run.id, action = "apply",
-      resource = label, snapshot = { content = content or have.content, sha256 = content and sha or st.sha256,
-        mode = now.mode, uid = now.uid, gid = now.gid, owner = now.user, group = now.group } })
+      resource = label, snapshot = history.written(h, path, content or have.content, content and sha or st.sha256) })
   end)
   if not recorded then
     ctx.log(("warning: %s was changed, but its version could not be recorded: %s"):format(path,

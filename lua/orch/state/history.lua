@@ -60,6 +60,15 @@ local function keep_blob(store, sha, content)
   return IN_FOLDER
 end
 
+--- What orch just wrote at path, as a snapshot: the content it holds
+-- (and its sha256) with the file's attributes from one stat. Nothing is
+-- read back: a large file costs no second copy.
+function M.written(h, path, content, sha256)
+  local st = assert(h:stat(path))
+  return { content = content, sha256 = sha256, mode = st.mode, uid = st.uid, gid = st.gid,
+    owner = st.user, group = st.group }
+end
+
 --- Record a version of host:path; returns its number. v: { host, path,
 -- snapshot (false: absent; its sha256 is computed when not given), run_id,
 -- action, resource }. A content that holds a secret is not stored (only
@@ -117,7 +126,7 @@ end
 
 local function same(snap, row)
   if not snap then return row.state == "absent" end
-  return row.state == "file" and fs.sha256_data(snap.content) == row.sha256
+  return row.state == "file" and (snap.sha256 or fs.sha256_data(snap.content)) == row.sha256
     and snap.mode == row.mode and snap.uid == row.uid and snap.gid == row.gid
 end
 
@@ -161,16 +170,17 @@ function M.restore(store, h, path, version, run_id)
     return nil, ("%s:%s version %d held a secret, so its content was not stored"):format(h.name, path, version)
   end
   local now = M.snapshot(h, path)
-  local drift = M.keep_current(store, h, path, run_id, nil, now and { sha256 = fs.sha256_data(now.content),
-    mode = now.mode, uid = now.uid, gid = now.gid }, function() return now end)
+  if now then now.sha256 = fs.sha256_data(now.content) end
+  local drift = M.keep_current(store, h, path, run_id, nil, now, function() return now end)
   if same(now, row) then return false, drift end
   if row.state == "absent" then
     must(h:remove(path))
   else
     must(h:write(path, row.content, { mode = row.mode, owner = row.uid, group = row.gid }))
   end
-  return M.record(store, { host = h.name, path = path, snapshot = M.snapshot(h, path), run_id = run_id,
-    action = "rollback", resource = ("rollback to version %d"):format(version) }), drift
+  return M.record(store, { host = h.name, path = path, run_id = run_id, action = "rollback",
+    resource = ("rollback to version %d"):format(version),
+    snapshot = row.state == "file" and M.written(h, path, row.content, row.sha256) }), drift
 end
 
 --- The files a run changed: { host, path, first } (the first version it
