@@ -53,7 +53,6 @@ void orch_ssh_op_unqueue (ssh_op *o) {
   for (pp = &o->sess->waiting; *pp; pp = &(*pp)->next)
     if (*pp == o) { *pp = o->next; break; }
   o->queued = 0;
-  if (o->sess->sftp_owner == o) o->sess->sftp_owner = NULL;
 }
 
 /* Closes cancelled execs' channels as the peer allows: 1 if one went. */
@@ -70,13 +69,13 @@ static int session_reap (ssh_session *s) {
 
 /*
 ** What an op that will never step again leaves in libssh2 goes to its
-** session: an exec channel is closed in the background (the session stays
-** usable); an SFTP request cut short leaves per-request state in libssh2
-** that the next request would trip on, so SFTP is unusable from then on
-** and the handle waits for session_shutdown; a handshake or authentication
-** cut short leaves the session's own state, so nothing works any more.
+** session: an exec channel is closed in the background and an SFTP
+** flight's answers are dropped as they come (the session stays usable); a
+** handshake or authentication cut short leaves the session's own state, so
+** nothing works any more.
 */
 static void session_adopt (ssh_session *s, ssh_op *o, int cancelled) {
+  orch_sftp_detach(s, o);
   if (o->ch) {
     if (s->ndead == s->capdead) {
       int cap = s->capdead ? s->capdead * 2 : 4;
@@ -91,16 +90,8 @@ static void session_adopt (ssh_session *s, ssh_op *o, int cancelled) {
     s->dead[s->ndead++] = o->ch;
     o->ch = NULL;
   }
-  if (o->fh) {
-    if (s->orphan == NULL) s->orphan = o->fh;   /* one SFTP op at a time */
-    o->fh = NULL;
-  }
-  if (!cancelled) return;
-  if (s->sftp_owner == o) {
-    if (s->broken < SSH_SFTP_BROKEN) s->broken = SSH_SFTP_BROKEN;
-  } else if (!o->sftp && o->step != ssh_step_exec && s->broken < SSH_BROKEN) {
+  if (cancelled && !o->sftp && o->step != ssh_step_exec && s->broken < SSH_BROKEN)
     s->broken = SSH_BROKEN;
-  }
 }
 
 /* Every waiting op fails with err (the socket is gone, or can't be polled). */
@@ -114,23 +105,33 @@ static void session_fail_waiting (ssh_session *s, int err) {
     session_adopt(s, o, 0);
     orch_wake(&o->w);
   }
-  s->sftp_owner = NULL;
+}
+
+/* An exec op is opening its channel: libssh2 opens one channel at a time
+** (the next caller would take the one on its way), so the SFTP channel's
+** early start waits behind it. */
+static int session_opening (ssh_session *s) {
+  ssh_op *o;
+  for (o = s->waiting; o; o = o->next)
+    if (o->step == ssh_step_exec && o->phase == 0) return 1;
+  return 0;
 }
 
 /*
 ** Retry every waiting op. libssh2 reads whatever arrives for any channel
 ** while serving one op, so data for another may now sit in its buffers
 ** with nothing left on the socket to wake us: keep passing while anything
-** moves.
+** moves or the socket gave anything.
 */
 static void ssh_drive (ssh_session *s) {
   int progress;
   do {
     ssh_op **pp = &s->waiting;
+    unsigned reads = s->reads;
     progress = 0;
     while (*pp) {
       ssh_op *o = *pp;
-      int r, bad = orch_ssh_unusable(s, SSH_BROKEN);
+      int r, bad = orch_ssh_unusable(s);
       o->moved = 0;
       if (bad) { o->err = bad; r = OP_FAIL; }
       else r = o->step(o);
@@ -139,11 +140,12 @@ static void ssh_drive (ssh_session *s) {
       *pp = o->next;
       o->queued = 0;
       o->status = r;
-      if (s->sftp_owner == o) s->sftp_owner = NULL;
       progress = 1;
       orch_wake(&o->w);
     }
     if (s->ndead && session_reap(s)) progress = 1;
+    if (!session_opening(s)) orch_sftp_advance(s);
+    if (s->reads != reads) progress = 1;
   } while (progress && (s->waiting || s->ndead));
   session_poll(s);
 }
@@ -212,7 +214,6 @@ static void on_deadline (uv_timer_t *t) {
     *pp = o->next;
     o->queued = 0;
     session_adopt(s, o, 1);
-    if (s->sftp_owner == o) s->sftp_owner = NULL;
     o->status = OP_FAIL;
     o->err = SSH_ERR_DEADLINE;
     orch_wake(&o->w);
@@ -225,7 +226,7 @@ void orch_ssh_op_cancel (orch_wait *w) {
   ssh_op *o = (ssh_op *)w;
   ssh_session *s = o->sess;
   int queued = o->queued;
-  session_adopt(s, o, 1);   /* before unqueue: it asks who owns SFTP */
+  session_adopt(s, o, 1);
   orch_ssh_op_unqueue(o);
   orch_ssh_op_free(o);
   if (queued) session_poll(s);
@@ -233,12 +234,11 @@ void orch_ssh_op_cancel (orch_wait *w) {
 
 int orch_ssh_op_run (lua_State *L, ssh_op *o, lua_KFunction k) {
   ssh_session *s = o->sess;
-  int r, bad = orch_ssh_unusable(s, SSH_BROKEN);
+  int r, bad = orch_ssh_unusable(s);
   if (bad) { o->err = bad; r = OP_FAIL; }
   else r = o->step(o);
   if (r != OP_AGAIN) {
     o->status = r;
-    if (s->sftp_owner == o) s->sftp_owner = NULL;
     if (s->waiting) ssh_drive(s);   /* our reads may have fed theirs */
     return k(L, LUA_OK, (lua_KContext)o);
   }
@@ -298,10 +298,9 @@ int orch_ssh_op_fail (lua_State *L, ssh_op *o, const char *what) {
   if (o->err == SSH_ERR_DEAD)
     return orch_failmsg(L, "EHOSTDOWN", "%s: %s: the host stopped answering (no reply to keepalives for "
                         "%d s); the session is closed", o->sess->label, what, (int)(o->sess->alive_ms / 1000));
-  if (o->err == SSH_ERR_BROKEN || o->err == SSH_ERR_SFTP_BROKEN)
-    return orch_failmsg(L, "EBROKEN", "%s: %s: %s unusable after a cancelled operation; "
-                        "reconnect", o->sess->label, what,
-                        o->err == SSH_ERR_BROKEN ? "session" : "SFTP");
+  if (o->err == SSH_ERR_BROKEN)
+    return orch_failmsg(L, "EBROKEN", "%s: %s: session unusable after a cancelled handshake; "
+                        "reconnect", o->sess->label, what);
   if (o->err <= -10000)  /* -errno, offset so it can't be taken for libssh2's */
     return orch_failmsg(L, orch_errname(-o->err - 10000), "%s: %s: %s", o->sess->label, what,
                         strerror(-o->err - 10000));
@@ -410,6 +409,7 @@ static ssize_t session_recv (libssh2_socket_t fd, void *buf, size_t len, int fla
   if (n < 0) return -errno;
   if (n > 0) {
     s->last_recv = uv_now(orch_uv());
+    s->reads++;
     if (s->sent) { s->round_trips++; s->sent = 0; }
   }
   return n;
@@ -436,15 +436,12 @@ static void session_shutdown (ssh_session *s) {
     (void)libssh2_session_disconnect(s->s, "orch: done");
     libssh2_session_callback_set(s->s, LIBSSH2_CALLBACK_RECV, (void *)session_dead_recv);
     libssh2_session_callback_set(s->s, LIBSSH2_CALLBACK_SEND, (void *)session_dead_send);
-    /* Each fails to send, frees and returns an error: the one result they
-    ** could have that matters, EAGAIN, needs I/O that can't block now. */
-    if (s->orphan) (void)libssh2_sftp_close_handle(s->orphan);
-    if (s->sftp) (void)libssh2_sftp_shutdown(s->sftp);
+    /* it fails to send, frees and returns an error: the one result it
+    ** could have that matters, EAGAIN, needs I/O that can't block now */
     (void)libssh2_session_free(s->s);
     s->s = NULL;
-    s->sftp = NULL;
-    s->orphan = NULL;
   }
+  orch_sftp_free(s);
   free(s->dead);    /* session_free freed the channels */
   s->dead = NULL;
   s->ndead = s->capdead = 0;
@@ -789,11 +786,13 @@ static int ssh_keepalive (lua_State *L) {
   return 1;
 }
 
-/* sess:label(name): what the session's errors name from now on (the
-** host's inventory name, once connected; "address:port" until then) */
+/* sess:label([name]) -> the name the session's errors give (the host's
+** inventory name, once connected; "address:port" until then), or sets it */
 static int ssh_label (lua_State *L) {
   ssh_session *s = orch_ssh_check(L, 1);
-  char *label = strdup(luaL_checkstring(L, 2));
+  char *label;
+  if (lua_isnoneornil(L, 2)) { lua_pushstring(L, s->label); return 1; }
+  label = strdup(luaL_checkstring(L, 2));
   if (label == NULL) return luaL_error(L, "out of memory");
   free((char *)s->label);
   s->label = label;

@@ -6,7 +6,6 @@
 #define ORCH_SSH_H
 
 #include <libssh2.h>
-#include <libssh2_sftp.h>
 
 #include "orch.h"
 
@@ -16,27 +15,27 @@ enum { OP_DONE, OP_AGAIN, OP_FAIL };
 
 /* ssh_op.err values of our own, below libssh2's codes and -errno's */
 #define SSH_ERR_BROKEN (-20000)        /* the session is unusable */
-#define SSH_ERR_SFTP_BROKEN (-20001)   /* its SFTP channel is */
 #define SSH_ERR_DEADLINE (-20002)      /* the op's own deadline passed */
 #define SSH_ERR_DEAD (-20003)          /* the peer stopped answering keepalives */
 #define SSH_ERRNO(e) (-10000 - (e))    /* an errno, offset from libssh2's */
 
-/* ssh_session.broken: what a cancelled operation left mid-conversation,
+/* ssh_session.broken: what a cancelled handshake left mid-conversation,
 ** or that the peer stopped answering (the worst: said to every later op) */
-enum { SSH_USABLE, SSH_SFTP_BROKEN, SSH_BROKEN, SSH_DEAD };
+enum { SSH_USABLE, SSH_BROKEN, SSH_DEAD };
 
-/* The error an op meets on a session left unusable at `level`, or 0. */
-#define orch_ssh_unusable(s, level) \
-  ((s)->broken == SSH_DEAD ? SSH_ERR_DEAD : (s)->broken >= (level) \
-   ? ((level) == SSH_BROKEN ? SSH_ERR_BROKEN : SSH_ERR_SFTP_BROKEN) : 0)
+/* The error an op meets on a session left unusable, or 0. */
+#define orch_ssh_unusable(s) \
+  ((s)->broken == SSH_DEAD ? SSH_ERR_DEAD : (s)->broken == SSH_BROKEN ? SSH_ERR_BROKEN : 0)
 
 typedef struct ssh_op ssh_op;
 typedef struct ssh_session ssh_session;
+typedef struct sftp_conn sftp_conn;     /* sftp.c's */
+struct sftp_slot;
 
 /*
 ** One step of an operation: do as much as libssh2 allows without
-** blocking; OP_AGAIN when it must wait for the socket (or the SFTP channel,
-** which runs one request at a time), else OP_DONE or OP_FAIL (with err).
+** blocking; OP_AGAIN when it must wait for the socket, else OP_DONE or
+** OP_FAIL (with err).
 */
 typedef int (*ssh_step) (ssh_op *o);
 
@@ -52,20 +51,18 @@ struct ssh_op {
   ssh_step step;
   ssh_op *next;             /* in sess->waiting */
   int queued;
-  int sftp;                 /* an SFTP op: takes turns on sess->sftp */
+  int sftp;                 /* an SFTP flight (sftp.c) */
   int status;               /* OP_DONE or OP_FAIL once finished */
   int err;                  /* libssh2 error code (or -errno) on failure */
-  int sftp_err;             /* SFTP status code when err is SFTP_PROTOCOL */
   int phase;
   int moved;                /* the last step transferred data */
   const char *a, *b;        /* command or paths (Lua strings) */
   const char *data;         /* bytes to send (a Lua string) */
   size_t len, off;
-  long mode;
-  unsigned long flags;
   LIBSSH2_CHANNEL *ch;
-  LIBSSH2_SFTP_HANDLE *fh;
-  LIBSSH2_SFTP_ATTRIBUTES attrs;
+  struct sftp_slot *slots;  /* an SFTP flight's requests (Lua's memory) */
+  int nslots, nanswered;
+  uint32_t first_id;        /* the id of its first request */
   ssh_buf out, err_out;     /* malloc'd; freed by orch_ssh_op_free */
   int code;                 /* exit status */
   uint64_t deadline;        /* uv_now() ms by which it must be done, or 0 */
@@ -82,16 +79,15 @@ struct ssh_session {
   uint64_t alive_ms;        /* silence after which a busy peer is dead, or 0 */
   int handles;              /* open libuv handles; freed at 0 */
   ssh_op *waiting;
-  ssh_op *sftp_owner;       /* the op using the SFTP channel */
-  LIBSSH2_SFTP *sftp;
+  sftp_conn *sftp;          /* the SFTP channel, once asked for */
   const char *label;        /* "host:port" for messages, malloc'd */
   lua_Integer channels, sftp_ops;  /* what the host cost: exec channels, SFTP ops */
   lua_Integer round_trips;  /* times bytes came in after bytes went out */
   int sent;                 /* bytes went out since bytes last came in */
-  int broken;               /* SSH_USABLE, SSH_SFTP_BROKEN or SSH_BROKEN */
+  unsigned reads;           /* times bytes came in: a pass of ssh_drive that read any goes again */
+  int broken;               /* SSH_USABLE, SSH_BROKEN or SSH_DEAD */
   LIBSSH2_CHANNEL **dead;   /* cancelled execs' channels, closing; malloc'd */
   int ndead, capdead;
-  LIBSSH2_SFTP_HANDLE *orphan;  /* a cut-short SFTP op's handle, for shutdown */
 };
 
 /* Runs o: at once if it can, else waits (yield or loop) and then k. */
@@ -108,8 +104,11 @@ int orch_ssh_op_fail (lua_State *L, ssh_op *o, const char *what);
 ssh_session *orch_ssh_check (lua_State *L, int idx);
 int orch_ssh_buf_add (ssh_buf *b, const char *data, size_t n);
 
-/* SFTP requests run one at a time per session: take the channel, or wait. */
-int orch_ssh_sftp_acquire (ssh_op *o);
+/* sftp.c: starts the SFTP channel while other ops wait; drops the answers
+** to a flight no one waits for; frees the channel's state. */
+void orch_sftp_advance (ssh_session *s);
+void orch_sftp_detach (ssh_session *s, ssh_op *o);
+void orch_sftp_free (ssh_session *s);
 
 void orch_ssh_sftp_methods (lua_State *L);
 void orch_ssh_auth_methods (lua_State *L);

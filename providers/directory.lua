@@ -53,8 +53,14 @@ return {
     end,
     apply = function(ctx, want, have)
       local h = ctx.host
-      if not have then assert(h:mkdir(want.path, want.mode)) end
-      fileattrs.apply(h, want.path, want)
+      local made
+      if not have then
+        local err
+        made, err = h:mkdir(want.path, want.mode)
+        if made == nil then error(err, 0) end
+      end
+      -- a directory just made has its mode already
+      fileattrs.apply(h, want.path, made and { owner = want.owner, group = want.group } or want)
       if want.recurse then
         for _, e in ipairs(assert(h:walk(want.path))) do
           if e.type ~= "link" then

@@ -1,13 +1,15 @@
 -- host/remote.lua: a host reached over SSH, with the same methods as the local
 -- one (orch.host.local), so every provider runs on it unchanged. Files go over
--- SFTP (no remote process per operation); commands over exec channels,
--- all on one session opened once per run.
+-- SFTP (host/sftp.lua: no remote process per operation, requests sent in
+-- flights); commands over exec channels, all on one session opened once
+-- per run.
 local fs = require("orch.core.fs")
 local secret = require("orch.secret")
 local proc = require("orch.proc")
 local facts = require("orch.host.facts")
 local paths = require("orch.paths")
 local prefetch = require("orch.host.prefetch")
+local sftp = require("orch.host.sftp")
 local task = require("orch.task")
 
 local M = {}
@@ -118,7 +120,7 @@ end
 -- A system file the host may lack ("" then); a lost host raises, naming
 -- it, rather than passing for a host without users.
 local function system_file(self, path)
-  local data, err, code = self.session:read(path)
+  local data, err, code = sftp.read(self.session, path)
   if not data and code ~= "ENOENT" then error(err, 0) end
   return data or ""
 end
@@ -251,17 +253,32 @@ function Remote:stat(path, opts)
     local known = stat_from(self, e, link, want_sha)
     if known ~= nil then return known or nil end
   end
-  local st, err, code = self.session:stat(path, link)
-  if not st then return nil, err, code end
+  local st, err, code
+  if want_sha and not link then
+    -- a small file is read with its stat (the caller may want the content
+    -- too: saves reading twice); a large one gets a sha256sum
+    local data
+    data, st, code = sftp.read(self.session, path, 1024 * 1024)
+    if data == nil then st, err = nil, st end
+    if data then st.sha256, st.content = fs.sha256_data(data), data end
+  elseif link then
+    -- the target in the same flight: a path that is no link fails it, unheard
+    local res, errs, codes = self.session:sftp({ { "lstat", path }, { "readlink", path } })
+    if not res then return nil, errs, codes end
+    st, err, code = res[1], errs[1], codes[1]
+    if st then st.target = st.type == "link" and res[2] or nil end
+  else
+    st, err, code = sftp.stat(self.session, path)
+  end
+  if not st then
+    if code == "ENOENT" then return nil end
+    return nil, err, code
+  end
   with_names(self, st)
-  if link and st.type == "link" then st.target = self.session:readlink(path) end
-  if opts and opts.sha256 and st.type == "file" then
-    -- a small file costs one more SFTP read; a large one a sha256sum
-    if st.size <= 1024 * 1024 then
-      local data, rerr, rcode = self.session:read(path)
-      if not data then return nil, rerr, rcode end
-      st.sha256 = fs.sha256_data(data)
-      st.content = data   -- the caller may want it too: saves reading twice
+  if want_sha and st.type == "file" and not st.sha256 then   -- (an lstat's, or a large file)
+    local data = st.size <= 1024 * 1024 and sftp.read(self.session, path)
+    if data then
+      st.sha256, st.content = fs.sha256_data(data), data
     else
       local r, xerr, xcode = helper(self, { "sha256sum", "--", path }, true)
       if not r then return nil, xerr, xcode end
@@ -280,10 +297,12 @@ function Remote:absolute(path)
   return paths.normalize(path)
 end
 
---- Temporaries an interrupted atomic write of path left beside it.
+--- Temporaries an interrupted atomic write of path left beside it (none
+-- in a directory this run made).
 function Remote:leftover_temps(path)
+  if self.made[dirname(path)] then return {} end
   local names = {}
-  local entries, err, code = self.session:list(dirname(path))
+  local entries, err, code = sftp.list(self.session, dirname(path))
   if not entries and code ~= "ENOENT" then error(err, 0) end
   for i, e in ipairs(entries or {}) do names[i] = e.name end
   return paths.temps_of(dirname(path), basename(path), names)
@@ -293,86 +312,81 @@ function Remote:read(path)
   asked(self, path, "c")
   local e = batched(self, path)
   if e and e.content then return e.content end
-  return self.session:read(path)
+  return sftp.read(self.session, path)
 end
 
--- rename over `to`, there or not as the caller saw: OpenSSH's SFTP rename
--- refuses an existing target (also one that came meanwhile), so that case
--- takes one `mv -f`.
-local function rename_over(self, from, to, there)
-  if not there then
-    local ok, err, code = self.session:rename(from, to)
-    if ok or code ~= "EFAILURE" then return ok, err, code end
+-- rename over `to` atomically, as rename(2) does: OpenSSH's
+-- posix-rename; a server without it has plain SFTP rename, which refuses
+-- an existing target, and then one `mv -f`. extra requests go in the same
+-- flight, after the rename; their answers are the second value.
+local function rename_over(self, from, to, extra)
+  local reqs = { { "posix_rename", from, to } }
+  for i, r in ipairs(extra or {}) do reqs[i + 1] = r end
+  local res, errs, codes = self.session:sftp(reqs)
+  if not res then return nil, errs, codes end
+  if res[1] then return true, { table.unpack(res, 2, #reqs) } end
+  if codes[1] ~= "ENOTSUP" then return nil, errs[1], codes[1] end
+  local ok, err, code = sftp.one(self.session, { "rename", from, to })
+  if not ok then
+    local r
+    r, err, code = helper(self, { "mv", "-f", "--", from, to })
+    if not r then return nil, err, code end
   end
-  local r, err, code = helper(self, { "mv", "-f", "--", from, to })
-  if not r then return nil, err, code end
-  return true
+  return true, extra and self.session:sftp(extra) or nil
+end
+
+local function mode_of(mode)
+  return mode and (type(mode) == "string" and tonumber(mode, 8) or mode)
 end
 
 --- Atomic write: a temp file beside path (mode and owner set first), then
 -- renamed over it. An existing file keeps its owner unless one is given,
--- and its mode unless one is given; a new one gets 0644.
+-- and its mode unless one is given; a new one gets 0644. Three flights:
+-- the temp's open with a look at path, its bytes and attributes, the
+-- rename with a look at the result (what the caller's next stat gets).
 function Remote:write(path, content, opts)
   changing(self)
   opts = opts or {}
-  local old = self.session:stat(path)
-  local mode = opts.mode and (type(opts.mode) == "string" and tonumber(opts.mode, 8) or opts.mode)
-    or (old and old.mode) or tonumber("644", 8)
   local uid, err = to_id(self, opts.owner, false)
   if opts.owner and not uid then return nil, err, "ENOUSER" end
   local gid
   gid, err = to_id(self, opts.group, true)
   if opts.group and not gid then return nil, err, "ENOGROUP" end
-  if old then uid, gid = uid or old.uid, gid or old.gid end   -- keep the owner, as fs.write does
   local tmp = ("%s/.%s.orch-%06d"):format(dirname(path), basename(path), math.random(0, 999999))
-  local ok, werr, wcode = self.session:write(tmp, content, mode, true)
+  local look = { { "stat", path } }
+  -- SFTP sets owner and group together: the temp's own fills a gap
+  if (uid == nil) ~= (gid == nil) then look[2] = { "stat", tmp } end
+  local ok, werr, wcode = sftp.write_new(self.session, tmp, content, function(old, cur)
+    old = old or nil
+    local attrs = { mode = mode_of(opts.mode) or (old and old.mode) or tonumber("644", 8) }
+    if old then uid, gid = uid or old.uid, gid or old.gid end   -- keep the owner, as fs.write does
+    if cur and (uid or gid) then uid, gid = uid or cur.uid, gid or cur.gid end
+    attrs.uid, attrs.gid = uid, gid
+    return attrs
+  end, look)
   if not ok then return nil, werr, wcode end
-  local function give_up(e, c) self.session:unlink(tmp); return nil, e, c end
-  if uid or gid then
-    local cur, serr, scode = self.session:stat(tmp)
-    if not cur then return give_up(serr, scode) end
-    ok, werr, wcode = self.session:setstat(tmp, { uid = uid or cur.uid, gid = gid or cur.gid })
-    if not ok then return give_up(werr, wcode) end
+  local done, rerr, rcode = rename_over(self, tmp, path, { { "stat", path } })
+  if not done then
+    self.session:sftp({ { "remove", tmp } }, true)
+    return nil, rerr, rcode
   end
-  -- SFTP modes pass through the server's umask on create: set it exactly
-  ok, werr, wcode = self.session:setstat(tmp, { mode = mode })
-  if not ok then return give_up(werr, wcode) end
-  return rename_over(self, tmp, path, old ~= nil)   -- (old was looked at once, above)
+  local st = rerr and rerr[1]
+  if st then self.cache = { [path] = { s = st } } end   -- what a stat of it says now
+  return true
 end
 
 --- mkdir -p; true when it created the last directory, false when there.
 function Remote:mkdir(path, mode)
   changing(self)
-  mode = mode and (type(mode) == "string" and tonumber(mode, 8) or mode) or tonumber("755", 8)
-  -- mkdir first, look only when it fails: a directory orch makes (the
-  -- usual case) costs one round trip, not a stat of it and of each parent
-  local ok, err, code = self.session:mkdir(path, mode)
-  if not ok then
-    local st = code ~= "ENOENT" and self.session:stat(path)   -- (ENOENT: a parent is missing)
-    if st then
-      if st.type == "directory" then return false end   -- there already (or made meanwhile)
-      return nil, ("%s: %s: File exists"):format(self.name, path), "EEXIST"
-    end
-    local parent = dirname(path)
-    if code ~= "ENOENT" or parent == path or parent == "" or parent == "." then return nil, err, code end
-    local pok, perr, pcode = self:mkdir(parent, mode)
-    if pok == nil then return nil, perr, pcode end
-    ok, err, code = self.session:mkdir(path, mode)
-    if not ok then
-      local now = self.session:stat(path)
-      if now and now.type == "directory" then return false end
-      return nil, err, code
-    end
-  end
-  ok, err, code = self.session:setstat(path, { mode = mode })   -- past the umask
-  if not ok then return nil, err, code end
-  return true
+  local ok, made, code = sftp.mkdir_p(self.session, path, mode_of(mode) or tonumber("755", 8))
+  if ok == nil then return nil, made, code end
+  for _, dir in ipairs(made) do self.made[dir] = true end
+  return ok
 end
 
 function Remote:chmod(path, mode)
   changing(self)
-  mode = type(mode) == "string" and tonumber(mode, 8) or mode
-  return self.session:setstat(path, { mode = mode })
+  return sftp.one(self.session, { "setstat", path, { mode = mode_of(mode) } })
 end
 
 function Remote:chown(path, owner, group)
@@ -382,54 +396,63 @@ function Remote:chown(path, owner, group)
   local gid
   gid, err = to_id(self, group, true)
   if group and not gid then return nil, err, "ENOGROUP" end
-  local st, serr, scode = self.session:stat(path)
-  if not st then return nil, serr or ("%s: %s: No such file or directory"):format(self.name, path), scode or "ENOENT" end
-  return self.session:setstat(path, { uid = uid or st.uid, gid = gid or st.gid })
+  if not (uid and gid) then   -- SFTP sets both: the one not given stays
+    local st, serr, scode = sftp.stat(self.session, path)
+    if not st then return nil, serr or ("%s: %s: No such file or directory"):format(self.name, path), scode or "ENOENT" end
+    uid, gid = uid or st.uid, gid or st.gid
+  end
+  return sftp.one(self.session, { "setstat", path, { uid = uid, gid = gid } })
 end
 
--- libssh2 1.10 misreads the server's answer to SYMLINK when another SFTP
--- request came first: it reports a failure for a link that was made. What
--- the link says is the answer.
 function Remote:symlink(target, path)
   changing(self)
-  local ok, err, code = self.session:symlink(target, path)
-  if ok or code ~= "EFAILURE" and code ~= "ENOENT" and code ~= "ESFTP" then return ok, err, code end
-  if self.session:readlink(path) == target then return true end
-  return nil, err, code
+  return sftp.one(self.session, { "symlink", path, target })
 end
+
 function Remote:readlink(path)
   asked(self, path, "r")
   local e = batched(self, path)
   if e and e.l and e.l.target then return e.l.target end
-  local target, err, code = self.session:readlink(path)
-  -- libssh2 answers "" for a path that is not a link when READLINK is the
-  -- session's first SFTP request; no link has an empty target
-  if target == "" then return nil, ("%s: %s: Invalid argument"):format(self.name, path), "EINVAL" end
-  return target, err, code
+  local res, errs, codes = self.session:sftp({ { "readlink", path }, { "lstat", path } })
+  if not res then return nil, errs, codes end
+  if res[1] then return res[1] end
+  -- the server says only "failed" for a path that is no link: said as readlink(2) does
+  if res[2] and res[2].type ~= "link" then
+    return nil, ("%s: %s: Invalid argument"):format(self.name, path), "EINVAL"
+  end
+  return nil, errs[1], codes[1]
 end
 
 --- rename, replacing `to` atomically like rename(2).
 function Remote:rename(from, to)
   changing(self)
-  return rename_over(self, from, to, self.session:stat(to, true) ~= nil)
+  local ok, err, code = rename_over(self, from, to)
+  if not ok then return nil, err, code end
+  return true
 end
 
 --- Remove a file or link (or a tree with opts.recursive); false when
--- nothing was there.
+-- nothing was there. One flight looks and removes: a directory refuses
+-- the remove, and then goes as a directory.
 function Remote:remove(path, opts)
   changing(self)
-  local st, err, code = self.session:stat(path, true)
+  local res, errs, codes = self.session:sftp({ { "lstat", path }, { "remove", path } })
+  if not res then return nil, errs, codes end
+  local st = res[1]
   if not st then
-    if err then return nil, err, code end
+    if codes[1] ~= "ENOENT" then return nil, errs[1], codes[1] end
     return false
   end
-  if st.type ~= "directory" then return self.session:unlink(path) end
+  if st.type ~= "directory" then
+    if res[2] then return true end
+    return nil, errs[2], codes[2]
+  end
   if opts and opts.recursive then
     local r, err, code = helper(self, { "rm", "-rf", "--", path })
     if not r then return nil, err, code end
     return true
   end
-  return self.session:rmdir(path)
+  return sftp.one(self.session, { "rmdir", path })
 end
 
 local FIND_TYPES = { f = "file", d = "directory", l = "link", p = "fifo", s = "socket", c = "char", b = "block" }
@@ -450,9 +473,9 @@ end
 function Remote:temp_file(content)
   changing(self)
   local path = ("/tmp/.orch-%s-%08d"):format(self.name:gsub("[^%w]", "_"), math.random(0, 99999999))
-  local ok, err, code = self.session:write(path, content, tonumber("600", 8), true)
+  local ok, err, code = sftp.write_new(self.session, path, content, { mode = tonumber("600", 8) })
   if not ok then return nil, err, code end
-  return path, function() self.session:unlink(path) end
+  return path, function() sftp.one(self.session, { "remove", path }) end
 end
 
 --- Facts (orch.host.facts), gathered in one round trip and cached.
@@ -495,12 +518,18 @@ function Remote:get(src, dst)
     if e.type == "directory" then ok, err, code = fs.mkdir(to)
     elseif e.type == "link" then ok, err, code = fs.symlink(assert(self:readlink(from)), to)
     else
-      local est = assert(self.session:stat(from))
+      local est = assert(sftp.stat(self.session, from))
       ok, err, code = fs.write(to, assert(self:read(from)), { mode = est.mode })
     end
     if ok == nil then return nil, err, code end
   end
   return true
+end
+
+--- A play will use files here: the SFTP channel opens now, behind the
+-- first command, rather than in front of the first file operation.
+function Remote:prepare_files()
+  self.session:sftp_start()
 end
 
 function Remote:close()
@@ -514,7 +543,7 @@ function M.new(h, session)
   return setmetatable({
     name = h.name, address = h.address or h.name, roles = h.roles or {}, vars = h.vars or {},
     connection = "ssh", session = session, become = h.become, become_user = h.become_user,
-    become_password = h.become_password, reads = {},
+    become_password = h.become_password, reads = {}, made = {},
   }, Remote)
 end
 

@@ -85,6 +85,8 @@ function Run:connect(h)
   self.connections[h.name .. "\0err"] = err
   -- what the last run read there comes in one batch (host/prefetch.lua)
   if host and host.expect and self.store then host:expect(reads.of(self.store, h.name)) end
+  -- a host with nothing to read in one batch (a first run) will use files
+  if host and host.prepare_files and not next(host.expected or {}) then host:prepare_files() end
   return host, err
 end
 
