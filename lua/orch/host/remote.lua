@@ -254,14 +254,7 @@ function Remote:stat(path, opts)
     if known ~= nil then return known or nil end
   end
   local st, err, code
-  if want_sha and not link then
-    -- a small file is read with its stat (the caller may want the content
-    -- too: saves reading twice); a large one gets a sha256sum
-    local data
-    data, st, code = sftp.read(self.session, path, 1024 * 1024)
-    if data == nil then st, err = nil, st end
-    if data then st.sha256, st.content = fs.sha256_data(data), data end
-  elseif link then
+  if link then
     -- the target in the same flight: a path that is no link fails it, unheard
     local res, errs, codes = self.session:sftp({ { "lstat", path }, { "readlink", path } })
     if not res then return nil, errs, codes end
@@ -275,9 +268,13 @@ function Remote:stat(path, opts)
     return nil, err, code
   end
   with_names(self, st)
-  if want_sha and st.type == "file" and not st.sha256 then   -- (an lstat's, or a large file)
-    local data = st.size <= 1024 * 1024 and sftp.read(self.session, path)
-    if data then
+  -- (looked at first: opening a fifo would hold the SFTP channel)
+  if want_sha and st.type == "file" then
+    -- a small file costs a read (the caller may want the content too:
+    -- saves reading twice); a large one a sha256sum
+    if st.size <= 1024 * 1024 then
+      local data, rerr, rcode = sftp.read(self.session, path)
+      if not data then return nil, rerr, rcode end
       st.sha256, st.content = fs.sha256_data(data), data
     else
       local r, xerr, xcode = helper(self, { "sha256sum", "--", path }, true)

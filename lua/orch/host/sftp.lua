@@ -10,7 +10,6 @@ local M = {}
 -- a read asks for READ_AHEAD pieces at once.
 local PIECE = 64 * 1024
 local READ_AHEAD = 16
-M.PIECE = PIECE
 
 local function dirname(path) return path:match("^(.*)/[^/]*$") or "." end
 
@@ -22,9 +21,9 @@ function M.one(sess, req)
   return res[1]
 end
 
---- stat (lstat with link): the attributes, nil when absent, or nil, err, code.
-function M.stat(sess, path, link)
-  local st, err, code = M.one(sess, { link and "lstat" or "stat", path })
+--- stat: the attributes, nil when absent, or nil, err, code.
+function M.stat(sess, path)
+  local st, err, code = M.one(sess, { "stat", path })
   if not st and code == "ENOENT" then return nil end
   return st, err, code
 end
@@ -54,23 +53,14 @@ local function read_all(sess, h, path)
   end
 end
 
---- The whole file at path, or nil, err, code. With max, its attributes
--- come too (asked in the same flight as the open), and only a regular
--- file of at most max bytes is read: data or false, then the attributes.
-function M.read(sess, path, max)
-  local reqs = { { "open", path, "r" } }
-  if max then reqs[2] = { "stat", path } end
-  local res, errs, codes = sess:sftp(reqs)
-  if not res then return nil, errs, codes end
-  if not res[1] then return nil, errs[1], codes[1] end
-  local st, data, err, code = res[2], false, nil, nil
-  if not max or (st and st.type == "file" and st.size <= max) then
-    data, err, code = read_all(sess, res[1], path)
-  end
-  sess:sftp({ { "close", res[1] } }, true)
-  if data == nil then return nil, err, code end
-  if max and not st then return nil, errs[2], codes[2] end
-  return data, st
+--- The whole file at path, or nil, err, code.
+function M.read(sess, path)
+  local h, err, code = M.one(sess, { "open", path, "r" })
+  if not h then return nil, err, code end
+  local data
+  data, err, code = read_all(sess, h, path)
+  sess:sftp({ { "close", h } }, true)
+  return data, err, code
 end
 
 --- Writes content to a new file tmp (failing if one is there), closed
