@@ -47,6 +47,9 @@ void orch_ssh_op_free (ssh_op *o) {
 static void session_poll (ssh_session *s);
 static int ssh_step_exec (ssh_op *o);
 
+/* an exec op's phases */
+enum { EX_OPEN, EX_EXEC, EX_IO, EX_CLOSE, EX_FREE };
+
 void orch_ssh_op_unqueue (ssh_op *o) {
   ssh_op **pp;
   if (!o->queued) return;
@@ -113,7 +116,7 @@ static void session_fail_waiting (ssh_session *s, int err) {
 static int session_opening (ssh_session *s) {
   ssh_op *o;
   for (o = s->waiting; o; o = o->next)
-    if (o->step == ssh_step_exec && o->phase == 0) return 1;
+    if (o->step == ssh_step_exec && o->phase == EX_OPEN) return 1;
   return 0;
 }
 
@@ -603,8 +606,6 @@ static int ssh_session_new (lua_State *L) {
 
 
 /* ---- exec channels ---- */
-
-enum { EX_OPEN, EX_EXEC, EX_IO, EX_CLOSE, EX_FREE };
 
 static int ssh_drain (ssh_op *o, int ext) {
   char buf[READ_CHUNK];
