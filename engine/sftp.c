@@ -569,6 +569,7 @@ static int push_names (lua_State *L, reader *r, int list) {
     lua_setfield(L, -2, "type");
     lua_rawseti(L, -2, k++);
   }
+  if (r->bad) lua_pop(L, 1);   /* pushes nothing when it fails */
   return !r->bad;
 }
 

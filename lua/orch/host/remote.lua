@@ -364,7 +364,7 @@ function Remote:write(path, content, opts)
   if not ok then return nil, werr, wcode end
   local done, rerr, rcode = rename_over(self, tmp, path, { { "stat", path } })
   if not done then
-    self.session:sftp({ { "remove", tmp } }, true)
+    self.session:sftp({ { "remove", tmp } })
     return nil, rerr, rcode
   end
   local st = rerr and rerr[1]

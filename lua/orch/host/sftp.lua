@@ -77,7 +77,7 @@ function M.write_new(sess, tmp, content, attrs, extra)
   if not res[1] then return nil, errs[1], codes[1] end
   local h = res[1]
   local function give_up(err, code)
-    sess:sftp({ { "close", h }, { "remove", tmp } }, true)
+    sess:sftp({ { "close", h }, { "remove", tmp } })
     return nil, err, code
   end
   if type(attrs) == "function" then
@@ -95,7 +95,7 @@ function M.write_new(sess, tmp, content, attrs, extra)
   if not wres then return nil, werrs, wcodes end
   for i = 1, #reqs do
     if wres[i] == false then
-      sess:sftp({ { "remove", tmp } }, true)
+      sess:sftp({ { "remove", tmp } })
       return nil, werrs[i], wcodes[i]
     end
   end
