@@ -323,10 +323,8 @@ local function rename_over(self, from, to, extra)
   if not res then return nil, errs, codes end
   if res[1] then return true, { table.unpack(res, 2, #reqs) } end
   if codes[1] ~= "ENOTSUP" then return nil, errs[1], codes[1] end
-  local ok, err, code = sftp.one(self.session, { "rename", from, to })
-  if not ok then
-    local r
-    r, err, code = helper(self, { "mv", "-f", "--", from, to })
+  if not sftp.one(self.session, { "rename", from, to }) then
+    local r, err, code = helper(self, { "mv", "-f", "--", from, to })
     if not r then return nil, err, code end
   end
   return true, extra and self.session:sftp(extra) or nil
