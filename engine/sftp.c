@@ -359,7 +359,7 @@ static void conn_version (sftp_conn *c, reader *r) {
 }
 
 /* One whole packet: the answer goes to the flight that waits for it. */
-static int conn_dispatch (ssh_session *s, sftp_conn *c, const unsigned char *p, size_t len) {
+static int conn_dispatch (sftp_conn *c, const unsigned char *p, size_t len) {
   reader r = { p + 1, len - 1, 0 };
   int type = p[0], i;
   uint32_t id;
@@ -390,7 +390,7 @@ static int conn_dispatch (ssh_session *s, sftp_conn *c, const unsigned char *p, 
 
 /* Sends what waits to go, reads what came, hands the answers out:
 ** 1 when anything moved, 0 when not, -1 when the channel failed. */
-static int conn_pump (ssh_session *s, sftp_conn *c) {
+static int conn_pump (sftp_conn *c) {
   char buf[32768];
   size_t at = 0;
   int moved = 0;
@@ -418,7 +418,7 @@ static int conn_pump (ssh_session *s, sftp_conn *c) {
     size_t len = (size_t)p[0] << 24 | (size_t)p[1] << 16 | (size_t)p[2] << 8 | p[3];
     if (len == 0 || len > MAX_PACKET + 1024) return conn_fail(c, LIBSSH2_ERROR_SFTP_PROTOCOL);
     if (c->in.len - at < 4 + len) break;
-    if (conn_dispatch(s, c, p + 4, len) < 0) return -1;
+    if (conn_dispatch(c, p + 4, len) < 0) return -1;
     at += 4 + len;
   }
   if (at) {
@@ -451,7 +451,7 @@ static int conn_advance (ssh_session *s, sftp_conn *c) {
     }
       /* fall through */
     case SC_VERSION:
-      if (conn_pump(s, c) < 0) return -1;
+      if (conn_pump(c) < 0) return -1;
       return c->phase == SC_READY ? 1 : c->phase == SC_FAILED ? -1 : 0;
     case SC_READY: return 1;
     default: return -1;
@@ -490,7 +490,7 @@ static int sftp_step (ssh_op *o) {
     o->phase = 1;
     o->moved = 1;
   }
-  if ((r = conn_pump(s, c)) < 0) { orch_sftp_detach(s, o); o->err = c->err; return OP_FAIL; }
+  if ((r = conn_pump(c)) < 0) { orch_sftp_detach(s, o); o->err = c->err; return OP_FAIL; }
   if (r > 0) o->moved = 1;
   return o->nanswered == o->nslots ? OP_DONE : OP_AGAIN;
 }
