@@ -1,0 +1,95 @@
+local unix = require("orch.core.unix")
+local loop = require("orch.core.loop")
+local fs = require("orch.core.fs")
+local wire = require("orch.wire")
+local support = require("spec.helpers.support")
+
+-- orch.core.unix (messages over local sockets) and orch.wire (Lua values
+-- as bytes): what --persist's keeper and its orch processes talk with
+describe("orch.core.unix", function()
+  local dir, path
+  before_each(function()
+    dir = support.tmpdir()
+    path = dir .. "/s.sock"
+  end)
+  after_each(function() support.remove_tree(dir) end)
+
+  it("carries whole messages both ways, large and empty ones, in order", function()
+    local l = assert(unix.listen(path))
+    assert.equals(0, fs.stat(path).mode & tonumber("077", 8))
+    local server = loop.spawn(function()
+      local s = assert(l:accept())
+      local got = {}
+      while true do
+        local m, err, code = s:recv()
+        if not m then got.ended = code break end
+        got[#got + 1] = #m
+        assert(s:send(m:reverse()))
+      end
+      s:close()
+      return got
+    end)
+    local c = assert(unix.connect(path))
+    local big = ("0123456789"):rep(300000) .. "!"
+    assert(c:send("abc"))
+    assert(c:send(""))
+    assert(c:send(big))
+    assert.equals("cba", c:recv())
+    assert.equals("", c:recv())
+    assert.equals(big:reverse(), c:recv())
+    c:close()
+    local ok, got = server:wait()
+    assert.is_true(ok, got)
+    assert.same({ 3, 0, #big, ended = "EOF" }, got)
+    l:close()
+  end)
+
+  it("wakes a task waiting to receive when another closes the stream, and one waiting to accept", function()
+    local l = assert(unix.listen(path))
+    local acceptor = loop.spawn(function() return l:accept() end)
+    local c = assert(unix.connect(path))
+    local _, s = assert(acceptor:wait())
+    local reader = loop.spawn(function() return select(3, c:recv()) end)
+    loop.sleep(0.01)
+    c:close()
+    assert.same({ true, "CLOSED" }, { reader:wait() })
+    s:close()
+    local waiter = loop.spawn(function() return select(3, l:accept()) end)
+    loop.sleep(0.01)
+    l:close()
+    assert.same({ true, "CLOSED" }, { waiter:wait() })
+  end)
+
+  it("says why it cannot connect, and refuses a second reader", function()
+    local s, err, code = unix.connect(path)
+    assert.is_nil(s)
+    assert.equals("ENOENT", code)
+    assert.matches(path, err, 1, true)
+    local l = assert(unix.listen(path))
+    local c = assert(unix.connect(path))
+    local first = loop.spawn(function() return c:recv() end)
+    loop.sleep(0.01)
+    assert.equals("EBUSY", select(3, c:recv()))
+    c:close()
+    first:wait()
+    l:close()
+    assert.has_error(function() unix.listen(dir .. "/" .. ("x"):rep(120)) end)
+  end)
+end)
+
+describe("orch.wire", function()
+  it("gives back what it was given: nested tables, holes, integers and floats, binary strings", function()
+    local v = { 1, nil, "x\0y", { a = true, b = false, [3] = 2.5 }, n = 4, [-1] = math.mininteger }
+    local back = wire.decode(wire.encode(v))
+    assert.same(v, back)
+    assert.equals("integer", math.type(back[1]))
+    assert.equals("float", math.type(back[4][3]))
+    assert.is_nil(wire.decode(wire.encode(nil)))
+  end)
+
+  it("refuses what it cannot send and bytes it did not make", function()
+    assert.has_error(function() wire.encode({ print }) end)
+    assert.has_error(function() wire.decode("?") end)
+    assert.has_error(function() wire.decode(wire.encode("a") .. "x") end)
+  end)
+end)
