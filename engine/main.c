@@ -191,11 +191,12 @@ static char info_root[PATH_MAX], info_exe[PATH_MAX];
 static int luaopen_info (lua_State *L) {
   char host[256];
   struct passwd *pw = getpwuid(getuid());
-  lua_createtable(L, 0, 6);
+  lua_createtable(L, 0, 7);
   lua_pushstring(L, ORCH_VERSION); lua_setfield(L, -2, "version");
   lua_pushstring(L, info_root); lua_setfield(L, -2, "root");
   lua_pushstring(L, info_exe); lua_setfield(L, -2, "exe");
   lua_pushinteger(L, getpid()); lua_setfield(L, -2, "pid");
+  lua_pushinteger(L, getuid()); lua_setfield(L, -2, "uid");
   if (gethostname(host, sizeof host) == 0) {
     host[sizeof host - 1] = '\0';
     lua_pushstring(L, host); lua_setfield(L, -2, "hostname");

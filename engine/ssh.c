@@ -813,6 +813,23 @@ static int ssh_stats (lua_State *L) {
   return 1;
 }
 
+/*
+** sess:alive() -> whether the session can still carry work, seen without
+** a round trip: not found broken or dead, and its TCP connection not
+** closed by the peer. TCP_INFO's state says so even when bytes that came
+** in while the session was idle (keepalive answers) still wait unread.
+*/
+static int ssh_alive (lua_State *L) {
+  ssh_session *s = orch_ssh_check(L, 1);
+  struct tcp_info ti;
+  socklen_t len = sizeof ti;
+  int ok = s->fd >= 0 && !orch_ssh_unusable(s);
+  if (ok && getsockopt(s->fd, IPPROTO_TCP, TCP_INFO, &ti, &len) == 0)
+    ok = ti.tcpi_state == TCP_ESTABLISHED;
+  lua_pushboolean(L, ok);
+  return 1;
+}
+
 /* At collection no op can be waiting (each holds the session on its
 ** stack) but at lua_close, when their memory may already be gone. */
 static int ssh_gc (lua_State *L) {
@@ -850,7 +867,7 @@ static const luaL_Reg session_meta[] = {
   {"__gc", ssh_gc}, {"__close", ssh_close}, {"__tostring", ssh_tostring}, {NULL, NULL}
 };
 static const luaL_Reg session_methods[] = {
-  {"exec", ssh_exec}, {"keepalive", ssh_keepalive}, {"label", ssh_label}, {"stats", ssh_stats},
+  {"exec", ssh_exec}, {"alive", ssh_alive}, {"keepalive", ssh_keepalive}, {"label", ssh_label}, {"stats", ssh_stats},
   {"close", ssh_close}, {NULL, NULL}
 };
 static const luaL_Reg ssh_funcs[] = {

@@ -3,8 +3,10 @@
 # N testbed hosts behind a delaying TCP proxy (lib/delayproxy.py; this
 # kernel has no netem) that adds RTT_MS of round trip, run by the one-ssh-
 # per-task script (run-baseline.sh) and by orch (run-orch.sh), REPS each.
-# Prints, per run (1: cold, 7 changes per host; 2: nothing to change):
-# the medians of both, orch's ratio to the script, and orch's round trips
+# orch runs twice: a new connection per process, and with --persist
+# (ORCH_PERSIST=60: run 2 reuses run 1's connections, as the script's
+# ControlPersist masters are). Prints, per run (1: cold, 7 changes per
+# host; 2: nothing to change): the medians of each, orch's ratio to the script, and orch's round trips
 # per host, from its own counter (the --json recap's round_trips, largest
 # host) and as wall time / RTT. Issue 13's targets: orch <= 0.25x the
 # script on both runs, <= 30 round trips per host on run 1 and <= 15 on
@@ -51,23 +53,26 @@ grep -q ready "$LOGS/proxy.log" || { echo "latency: the proxy did not start; see
 since=$(date -u +%FT%TZ)
 "$here/run-baseline.sh" "$N" "$REPS"
 "$here/run-orch.sh" "$N" "$REPS" | tee "$LOGS/orch.out"
+ORCH_PERSIST=60 "$here/run-orch.sh" "$N" "$REPS" | tee "$LOGS/orch-persist.out"
 
 # medians of this invocation's rows, and orch's counter (largest host, last rep)
-/usr/bin/python3 - "$ORCH_BENCH_RAW" "$since" "$N" "$RTT" "$LOGS/orch.out" <<'PY'
+/usr/bin/python3 - "$ORCH_BENCH_RAW" "$since" "$N" "$RTT" "$LOGS" <<'PY'
 import csv, statistics, sys, re
-raw, since, n, rtt, out = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4]), sys.argv[5]
+raw, since, n, rtt, logs = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4]), sys.argv[5]
 walls = {}
 for row in csv.DictReader(open(raw)):
     if row["when"] >= since and int(row["n"]) == n:
         walls.setdefault((row["tool"], row["run"]), []).append(float(row["wall_s"]))
-trips = [int(t) for t in re.findall(r"round trips per host \(max\): (\d+)", open(out).read())]
 med = {k: statistics.median(v) for k, v in walls.items()}
 print(f"\nN={n}, {rtt:g} ms round trip | ssh script | orch | orch / ssh | orch round trips per host: counter, wall/RTT")
-for run, target, lim in (("1", "run 1 (cold)", 30), ("2", "run 2 (no change)", 15)):
-    s, o = med.get(("baseline", run)), med.get(("orch", run))
-    t = trips[int(run) - 1::2][-1] if len(trips) >= int(run) else None
-    if s is None or o is None:
-        print(f"{target}: missing rows"); continue
-    print(f"{target:18} | {s:6.2f} s | {o:6.2f} s | {o / s:5.2f}x (target <= 0.25x) | "
-          f"{t if t is not None else '-'}, {o * 1000 / rtt:.0f} (target <= {lim})")
+for tool in ("orch", "orch-persist"):
+    trips = [int(t) for t in re.findall(r"round trips per host \(max\): (\d+)", open(f"{logs}/{tool}.out").read())]
+    for run, target, lim in (("1", "run 1 (cold)", 30), ("2", "run 2 (no change)", 15)):
+        s, o = med.get(("baseline", run)), med.get((tool, run))
+        t = trips[int(run) - 1::2][-1] if len(trips) >= int(run) else None
+        label = f"{tool} {target}"
+        if s is None or o is None:
+            print(f"{label}: missing rows"); continue
+        print(f"{label:31} | {s:6.2f} s | {o:6.2f} s | {o / s:5.2f}x (target <= 0.25x) | "
+              f"{t if t is not None else '-'}, {o * 1000 / rtt:.0f} (target <= {lim})")
 PY

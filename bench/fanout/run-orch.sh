@@ -10,6 +10,10 @@
 # -i of the same file as well would define every host twice), and
 # lib/orch_recap.py checks the recap event: every host ok+changed = 12 and
 # failed = 0, 7 changes per host in run 1, 0 in run 2.
+# With ORCH_PERSIST=SECONDS in the environment, orch keeps its SSH
+# connections between runs (--persist; logged as tool orch-persist): each
+# rep starts by closing them (`orch disconnect`), so run 1 connects cold
+# and run 2 reuses them, as the ssh script's run 2 reuses its masters.
 # `keep` leaves /tmp/orch-bench as it is (run it after run-ansible.sh: orch
 # must then find nothing to change; logged as tool orch-xcheck).
 # Appends to bench/fanout/results/raw.csv; logs in /tmp/orch-bench-logs/.
@@ -34,11 +38,14 @@ chmod 700 "$TB/orch-home/.ssh"
 cp "$TB/known_hosts" "$TB/orch-home/.ssh/known_hosts"
 : >"$TB/orch-home/.ssh/config"
 STATE=$TB/orch-state.db
-tool=orch${KEEP:+-xcheck}
+tool=orch${ORCH_PERSIST:+-persist}${KEEP:+-xcheck}
+disconnect() { env HOME="$TB/orch-home" "$ORCH" disconnect >/dev/null 2>&1 || true; }
+trap disconnect EXIT
 
 for ((rep = 1; rep <= REPS; rep++)); do
     close_masters "$TB/cm"
     close_masters "$TB/ansible-cp"
+    disconnect
     [[ $KEEP == keep ]] || rm -rf "$BENCH_ROOT"
     rm -f "$STATE" "$STATE-wal" "$STATE-shm"
     tag="orch-$N-$rep-$$"

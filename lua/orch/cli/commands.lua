@@ -6,8 +6,12 @@ local info = require("orch.core.info")
 
 local commands = {}
 
+-- For every command that connects to hosts: ORCH_PERSIST is its default.
+local persist_option = { long = "--persist", arg = "SECONDS", number = true, above = 0,
+  help = "keep the SSH connections open for later runs, until unused this long (as OpenSSH's ControlPersist; see orch disconnect)" }
+
 -- The order `orch help` lists them in.
-local order = { "play", "run", "status", "repl", "history", "rollback", "config", "pipeline", "serve", "plan", "apply", "destroy", "state", "output", "import", "lua", "version", "help" }
+local order = { "play", "run", "status", "repl", "disconnect", "history", "rollback", "config", "pipeline", "serve", "plan", "apply", "destroy", "state", "output", "import", "lua", "version", "help" }
 
 commands.play = {
   usage = "orch play FILE [options]",
@@ -27,6 +31,7 @@ run waits for the first (up to --lock-timeout), then gives up.]],
     { long = "--state", arg = "PATH", help = "state store file (default: .orch/state.db beside FILE)" },
     { long = "--lock-timeout", arg = "SECONDS", number = true, default = 30, help = "how long to wait for another run's lock (default 30)" },
     { long = "--forks", arg = "N", number = true, default = 50, help = "how many hosts a play works on at once (default 50)" },
+    persist_option,
     { short = "-v", long = "--verbose", help = "show Lua tracebacks with errors" },
     { short = "-h", long = "--help", help = "show this help" },
   },
@@ -49,6 +54,25 @@ local function with(options, more)
   all[#all + 1] = { short = "-h", long = "--help", help = "show this help" }
   return all
 end
+
+commands.disconnect = {
+  usage = "orch disconnect",
+  summary = "Close the SSH connections that --persist kept open, now.",
+  description = [[
+With --persist SECONDS (or ORCH_PERSIST), a keeper process holds each
+host's SSH session for later runs, reached through a socket in
+~/.orch/persist/ that only you can open; it leaves by itself once no
+orch has used it for SECONDS. This closes its connections and ends it
+at once, as `ssh -O exit` does for a ControlMaster.]],
+  options = { { short = "-h", long = "--help", help = "show this help" } },
+  run = function(_, rest)
+    if #rest > 0 then return args.usage_error("disconnect", ("unexpected argument '%s'"):format(rest[1])) end
+    local ok, err = require("orch.host.persist").stop()
+    if err then io.stderr:write("orch: ", err, "\n"); return 1 end
+    io.stdout:write(ok and "closed the kept connections\n" or "no connections were kept\n")
+    return 0
+  end,
+}
 
 commands.history = {
   usage = "orch history [[HOST:]PATH] [options]",
@@ -96,6 +120,7 @@ local inventory_options = {
   { long = "--limit", arg = "SELECTOR", help = "only these hosts, within the selection" },
   { long = "--forks", arg = "N", number = true, default = 50, help = "how many hosts at once (default 50)" },
   { long = "--json", help = "one JSON object per host" },
+  persist_option,
 }
 
 commands.run = {
@@ -132,6 +157,7 @@ when any of them failed.]],
   options = {
     { short = "-i", long = "--inventory", arg = "FILE", multi = true, help = "hosts: an Ansible-style YAML inventory or a .lua file (repeatable)" },
     { long = "--forks", arg = "N", number = true, default = 50, help = "how many hosts a command runs on at once (default 50)" },
+    persist_option,
     { short = "-h", long = "--help", help = "show this help" },
   },
   run = function(opts, rest)

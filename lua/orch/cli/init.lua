@@ -43,6 +43,7 @@ function M.main(argv)
   local opts, rest = args.parse(spec, table.move(argv, 2, #argv, 1, {}))
   if not opts then return args.usage_error(first, rest) end
   if opts.help then io.stdout:write(args.help(spec)); return 0 end
+  if opts.persist then require("orch.host.persist").configured = opts.persist end
   -- Ctrl-C can land in the engine's own Lua code (the hook raises wherever
   -- Lua runs): that is an interrupt, not an internal error.
   local ok, code = xpcall(spec.run, debug.traceback, opts, rest)
