@@ -117,23 +117,16 @@ function Remote:exec(cmd, opts)
   return res
 end
 
--- A system file the host may lack ("" then); a lost host raises, naming
--- it, rather than passing for a host without users.
-local function system_file(self, path)
-  local data, err, code = sftp.read(self.session, path)
-  if not data and code ~= "ENOENT" then error(err, 0) end
-  return data or ""
-end
-
--- passwd and group in one command, as a batch (two SFTP reads cost twice
--- the round trips); over SFTP where the batch's tools are missing.
+-- passwd and group, side by side over SFTP: two round trips and no
+-- process on the host. A host that lacks one has no names of that kind; a
+-- lost host raises, naming it, rather than passing for one without users.
 local function passwd_and_group(self)
-  local batch = { ["/etc/passwd"] = "c", ["/etc/group"] = "c" }
-  local r = self:exec(prefetch.command(batch), { check = false, _reads_only = true })
-  if r.lost then error(r.error, 0) end
-  local got = prefetch.parse(r.stdout, batch)
-  if not got then return system_file(self, "/etc/passwd"), system_file(self, "/etc/group") end
-  return (got["/etc/passwd"] or {}).content or "", (got["/etc/group"] or {}).content or ""
+  local res, errs, codes = sftp.read_many(self.session, { "/etc/passwd", "/etc/group" })
+  if not res then error(errs, 0) end
+  for i = 1, 2 do
+    if res[i] == false and codes[i] ~= "ENOENT" then error(errs[i], 0) end
+  end
+  return res[1] or "", res[2] or ""
 end
 
 -- passwd and group, read once per host: SFTP gives ids, users give names.

@@ -28,39 +28,85 @@ function M.stat(sess, path)
   return st, err, code
 end
 
--- Reads from an open handle until the end, READ_AHEAD pieces a flight:
--- the content, or nil, err, code. A piece that comes back short ends the
--- file unless the next one has bytes (a short read mid-file): then the
--- rest is asked for from where it stopped.
-local function read_all(sess, h, path)
-  local parts, off = {}, 0
-  while true do
-    local reqs = {}
-    for i = 1, READ_AHEAD do reqs[i] = { "read", h, off + (i - 1) * PIECE, PIECE, what = path } end
-    local res, errs, codes = sess:sftp(reqs)
-    if not res then return nil, errs, codes end
-    for i = 1, READ_AHEAD do
-      local data = res[i]
-      if data == false then return nil, errs[i], codes[i] end
-      if data == "" then return table.concat(parts) end
-      parts[#parts + 1] = data
-      off = off + #data
-      if #data < PIECE then
-        if res[i + 1] == "" then return table.concat(parts) end
-        break   -- short mid-file, or the flight's last piece: on from off
+-- A file read from its open handle r.h, READ_AHEAD pieces a flight.
+local function asks(r, reqs)
+  for i = 1, READ_AHEAD do
+    reqs[#reqs + 1] = { "read", r.h, r.off + (i - 1) * PIECE, PIECE, what = r.path }
+  end
+end
+
+-- Takes the answers to asks(r), from index `first` of a flight's: true
+-- once the file is whole (r.data) or failed (r.err, r.code). A piece that
+-- comes back short ends the file unless the next one has bytes (a short
+-- read mid-file): then the rest is asked for from where it stopped.
+local function took(r, res, errs, codes, first)
+  for i = first, first + READ_AHEAD - 1 do
+    local data = res[i]
+    if data == false then
+      r.err, r.code = errs[i], codes[i]
+      return true
+    end
+    if data == "" then
+      r.data = table.concat(r.parts)
+      return true
+    end
+    r.parts[#r.parts + 1] = data
+    r.off = r.off + #data
+    if #data < PIECE then
+      if res[i + 1] == "" and i < first + READ_AHEAD - 1 then
+        r.data = table.concat(r.parts)
+        return true
       end
+      return false   -- short mid-file, or the flight's last piece: on from off
     end
   end
+  return false
+end
+
+--- Whole files, read side by side: every open in one flight, then their
+-- pieces together. Returns, per file, its content or false, with errs
+-- and codes for the false ones; nil, err, code when the session failed.
+function M.read_many(sess, paths)
+  local opens = {}
+  for i, p in ipairs(paths) do opens[i] = { "open", p, "r" } end
+  local handles, errs, codes = sess:sftp(opens)
+  if not handles then return nil, errs, codes end
+  local out, out_errs, out_codes, reading, closes = {}, {}, {}, {}, {}
+  for i, p in ipairs(paths) do
+    if handles[i] then
+      reading[#reading + 1] = { i = i, h = handles[i], path = p, parts = {}, off = 0 }
+      closes[#closes + 1] = { "close", handles[i] }
+    else
+      out[i], out_errs[i], out_codes[i] = false, errs[i], codes[i]
+    end
+  end
+  local failed, ferr, fcode = false, nil, nil
+  while #reading > 0 do
+    local reqs = {}
+    for _, r in ipairs(reading) do asks(r, reqs) end
+    local res, rerrs, rcodes = sess:sftp(reqs)
+    if not res then failed, ferr, fcode = true, rerrs, rcodes break end
+    local still = {}
+    for k, r in ipairs(reading) do
+      if took(r, res, rerrs, rcodes, (k - 1) * READ_AHEAD + 1) then
+        out[r.i], out_errs[r.i], out_codes[r.i] = r.data or false, r.err, r.code
+      else
+        still[#still + 1] = r
+      end
+    end
+    reading = still
+  end
+  if #closes > 0 then sess:sftp(closes, true) end
+  if failed then return nil, ferr, fcode end
+  return out, out_errs, out_codes
 end
 
 --- The whole file at path, or nil, err, code.
 function M.read(sess, path)
-  local h, err, code = M.one(sess, { "open", path, "r" })
-  if not h then return nil, err, code end
-  local data
-  data, err, code = read_all(sess, h, path)
-  sess:sftp({ { "close", h } }, true)
-  return data, err, code
+  local res, errs, codes = M.read_many(sess, { path })
+  if not res then return nil, errs, codes end
+  if res[1] == false then return nil, errs[1], codes[1] end
+  return res[1]
 end
 
 --- Writes content to a new file tmp (failing if one is there), closed
