@@ -434,7 +434,7 @@ static int conn_advance (ssh_session *s, sftp_conn *c) {
   int rc;
   switch (c->phase) {
     case SC_OPEN:
-      c->ch = libssh2_channel_open_session(s->s);
+      c->ch = orch_ssh_channel(s);
       if (c->ch == NULL) {
         rc = libssh2_session_last_errno(s->s);
         return rc == LIBSSH2_ERROR_EAGAIN ? 0 : conn_fail(c, rc);
@@ -462,6 +462,10 @@ static int conn_advance (ssh_session *s, sftp_conn *c) {
 ** waits on the session meanwhile (a connection's first command). */
 void orch_sftp_advance (ssh_session *s) {
   if (s->sftp && s->sftp->phase < SC_READY) (void)conn_advance(s, s->sftp);
+}
+
+int orch_sftp_opening (ssh_session *s) {
+  return s->sftp && s->sftp->phase == SC_OPEN;
 }
 
 /* A flight that will never be heard: its answers are dropped on arrival. */

@@ -112,12 +112,37 @@ static void session_fail_waiting (ssh_session *s, int err) {
 
 /* An exec op is opening its channel: libssh2 opens one channel at a time
 ** (the next caller would take the one on its way), so the SFTP channel's
-** early start waits behind it. */
+** early start and the spare wait behind it. */
 static int session_opening (ssh_session *s) {
   ssh_op *o;
   for (o = s->waiting; o; o = o->next)
     if (o->step == ssh_step_exec && o->phase == EX_OPEN) return 1;
   return 0;
+}
+
+LIBSSH2_CHANNEL *orch_ssh_channel (ssh_session *s) {
+  LIBSSH2_CHANNEL *ch = s->spare;
+  if (ch) {
+    s->spare = NULL;
+    s->ahead++;
+    return ch;
+  }
+  return libssh2_channel_open_session(s->s);
+}
+
+/*
+** Keeps a channel open ahead of the next command, so that it costs one
+** round trip (the exec request and its answer), not two: a channel's open
+** must be answered before anything can be asked on it. Opened behind
+** whatever else waits, once the SFTP channel is not opening; a server
+** that refuses it (its MaxSessions reached) gets no spare from then on.
+*/
+static void session_open_spare (ssh_session *s) {
+  LIBSSH2_CHANNEL *ch;
+  if (!s->want_spare || s->spare || s->s == NULL || orch_ssh_unusable(s) || orch_sftp_opening(s)) return;
+  ch = libssh2_channel_open_session(s->s);
+  if (ch) s->spare = ch;
+  else if (libssh2_session_last_errno(s->s) != LIBSSH2_ERROR_EAGAIN) s->want_spare = 0;
 }
 
 /*
@@ -147,7 +172,10 @@ static void ssh_drive (ssh_session *s) {
       orch_wake(&o->w);
     }
     if (s->ndead && session_reap(s)) progress = 1;
-    if (!session_opening(s)) orch_sftp_advance(s);
+    if (!session_opening(s)) {
+      orch_sftp_advance(s);
+      session_open_spare(s);
+    }
     if (s->reads != reads) progress = 1;
   } while (progress && (s->waiting || s->ndead));
   session_poll(s);
@@ -635,7 +663,7 @@ static int ssh_step_exec (ssh_op *o) {
   int rc;
   switch (o->phase) {
     case EX_OPEN:
-      o->ch = libssh2_channel_open_session(ss);
+      o->ch = orch_ssh_channel(o->sess);
       if (o->ch == NULL) {
         rc = libssh2_session_last_errno(ss);
         if (rc == LIBSSH2_ERROR_EAGAIN) return OP_AGAIN;
@@ -738,6 +766,7 @@ static int ssh_exec (lua_State *L) {
   luaL_argcheck(L, secs >= 0 && secs < 1e9, 5, "seconds must be 0 (none) to 1e9");
   lua_settop(L, 4);
   o = orch_ssh_op_new(L, s, ssh_step_exec);
+  s->want_spare = 1;   /* a host that runs one command likely runs more */
   if (secs > 0) o->deadline = uv_now(orch_uv()) + (uint64_t)(secs * 1000);
   o->a = lua_tostring(L, 2);
   o->data = lua_tolstring(L, 3, &o->len);
@@ -800,16 +829,20 @@ static int ssh_label (lua_State *L) {
   return 0;
 }
 
-/* sess:stats() -> { channels, sftp_ops, round_trips }: what each host cost */
+/* sess:stats() -> { channels, sftp_ops, round_trips, channels_ahead }:
+** what each host cost, and how many channels were open before they were
+** asked for (the spare's) */
 static int ssh_stats (lua_State *L) {
   ssh_session *s = orch_ssh_check(L, 1);
-  lua_createtable(L, 0, 3);
+  lua_createtable(L, 0, 4);
   lua_pushinteger(L, s->round_trips);
   lua_setfield(L, -2, "round_trips");
   lua_pushinteger(L, s->channels);
   lua_setfield(L, -2, "channels");
   lua_pushinteger(L, s->sftp_ops);
   lua_setfield(L, -2, "sftp_ops");
+  lua_pushinteger(L, s->ahead);
+  lua_setfield(L, -2, "channels_ahead");
   return 1;
 }
 

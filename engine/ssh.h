@@ -82,10 +82,13 @@ struct ssh_session {
   sftp_conn *sftp;          /* the SFTP channel, once asked for */
   const char *label;        /* "host:port" for messages, malloc'd */
   lua_Integer channels, sftp_ops;  /* what the host cost: exec channels, SFTP ops */
+  lua_Integer ahead;        /* channels that were open before they were asked for */
   lua_Integer round_trips;  /* times bytes came in after bytes went out */
   int sent;                 /* bytes went out since bytes last came in */
   unsigned reads;           /* times bytes came in: a pass of ssh_drive that read any goes again */
   int broken;               /* SSH_USABLE, SSH_BROKEN or SSH_DEAD */
+  LIBSSH2_CHANNEL *spare;   /* a channel opened ahead for the next command, or NULL */
+  int want_spare;           /* keep one open: set by the first exec */
   LIBSSH2_CHANNEL **dead;   /* cancelled execs' channels, closing; malloc'd */
   int ndead, capdead;
 };
@@ -104,9 +107,18 @@ int orch_ssh_op_fail (lua_State *L, ssh_op *o, const char *what);
 ssh_session *orch_ssh_check (lua_State *L, int idx);
 int orch_ssh_buf_add (ssh_buf *b, const char *data, size_t n);
 
+/* A session channel for a command or the SFTP subsystem: the spare if
+** one is open, else one opened now (NULL and libssh2's error, EAGAIN
+** while the server has not answered). Channels are alike until a request
+** says what runs on them, so whoever calls while an open is on its way
+** gets that one. */
+LIBSSH2_CHANNEL *orch_ssh_channel (ssh_session *s);
+
 /* sftp.c: starts the SFTP channel while other ops wait; drops the answers
 ** to a flight no one waits for; frees the channel's state. */
 void orch_sftp_advance (ssh_session *s);
+/* Whether the SFTP channel is being opened (nothing else may open one). */
+int orch_sftp_opening (ssh_session *s);
 void orch_sftp_detach (ssh_session *s, ssh_op *o);
 void orch_sftp_free (ssh_session *s);
 

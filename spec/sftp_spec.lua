@@ -132,4 +132,28 @@ end }]])
     assert.equals("777 777\n", lab:ssh(1, ("stat -c %%a %s/o %s/o/p | tr '\\n' ' ' | sed 's/ $/\\n/'")
       :format(dir, dir)).stdout)
   end)
+
+  it("runs every command after a host's first in one round trip, on a channel opened ahead", function()
+    local res = play([[play "p" { on = "h1", function(h)
+  step("exec", function()
+    local s = h.session
+    assert(s:exec("true"))
+    -- the SFTP channel takes the channel opened after the command; the
+    -- next one, asked for behind the first stat, is open by the second's answer
+    assert(s:sftp({ { "stat", "/" } }))
+    assert(s:sftp({ { "stat", "/" } }))
+    local before = s:stats()
+    for i = 1, 3 do log("out " .. assert(s:exec("echo " .. i)).stdout) end
+    local after = s:stats()
+    log(("ahead %d channels %d"):format(after.channels_ahead - before.channels_ahead, after.channels))
+    -- one for each request and its answer; the counter also counts the
+    -- server's close of a channel when it comes apart from the answer
+    log("trips at most 6: " .. tostring(after.round_trips - before.round_trips <= 6))
+  end)
+end }]])
+    assert.equals(0, res.code, res.stdout .. res.stderr)
+    assert.matches("out 3\n", res.stdout, 1, true)
+    assert.matches("ahead 3 channels 4\n", res.stdout, 1, true)
+    assert.matches("trips at most 6: true", res.stdout, 1, true)
+  end)
 end)
