@@ -21,7 +21,7 @@ describe("SFTP flights (real sshd)", function()
     local res = play([[play "p" { on = "h1", function(h)
   step("flight", function()
     local s = h.session
-    assert(s:sftp({ { "stat", "/" } }))   -- the channel is open: what follows is the flight alone
+    assert(h:stat("/").user)   -- the channel is open, passwd and group read: what follows is alone
     local before = s:stats().round_trips
     local res, errs, codes = s:sftp({
       { "mkdir", "$D/x", tonumber("750", 8) }, { "stat", "$D/x" }, { "stat", "$D/missing" },
@@ -98,7 +98,7 @@ end }]])
     local res = play([[play "p" { on = "h1", function(h)
   step("write", function()
     local s = h.session
-    assert(s:sftp({ { "stat", "/" } }))
+    assert(h:stat("/").user)   -- the channel is open, passwd and group read: what follows is alone
     local before = s:stats().round_trips
     assert(h:write("$D/conf", "new"))
     log("trips " .. s:stats().round_trips - before)
@@ -117,7 +117,7 @@ end }]])
     local res = play([[play "p" { on = "h1", function(h)
   step("mkdir", function()
     local s = h.session
-    assert(s:sftp({ { "stat", "/" } }))
+    assert(h:stat("/").user)   -- the channel is open, passwd and group read: what follows is alone
     local before = s:stats().round_trips
     log("made " .. tostring(h:mkdir("$D/a/b/c", "0750")))
     log("trips " .. s:stats().round_trips - before)
@@ -155,5 +155,26 @@ end }]])
     assert.matches("out 3\n", res.stdout, 1, true)
     assert.matches("ahead 3 channels 4\n", res.stdout, 1, true)
     assert.matches("trips at most 6: true", res.stdout, 1, true)
+  end)
+
+  it("knows a folder it just made holds only what it put there, until a command runs", function()
+    local res = play([[play "p" { on = "h1", function(h)
+  step("fresh", function()
+    local s = h.session
+    assert(h:mkdir("$D/new/sub"))
+    assert(h:write("$D/new/sub/mine", "x"))
+    local before = s:stats().sftp_ops
+    log("absent " .. tostring(h:stat("$D/new/sub/other")) .. " asked " .. s:stats().sftp_ops - before)
+    log("mine " .. h:stat("$D/new/sub/mine").size)
+    log("sub " .. h:stat("$D/new/sub").type)
+    h:exec("touch $D/new/sub/other")
+    log("after a command " .. h:stat("$D/new/sub/other").type)
+  end)
+end }]])
+    assert.equals(0, res.code, res.stdout .. res.stderr)
+    assert.matches("absent nil asked 0\n", res.stdout, 1, true)
+    assert.matches("mine 1\n", res.stdout, 1, true)
+    assert.matches("sub directory\n", res.stdout, 1, true)
+    assert.matches("after a command file\n", res.stdout, 1, true)
   end)
 end)

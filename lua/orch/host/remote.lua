@@ -83,7 +83,7 @@ function Remote:exec(cmd, opts)
   -- a command may change anything a batched read said (_reads_only: one
   -- of orch's own that only reads, such as the batch itself; it runs as
   -- the login user, without become, to see what SFTP sees)
-  if not (opts and opts._reads_only) then self.cache = nil end
+  if not (opts and opts._reads_only) then self.cache, self.fresh = nil, {} end
   opts = task.command_opts(opts or {})
   proc.check_timeout(opts.timeout)
   local line, preamble = self:command_line(cmd, opts)
@@ -181,9 +181,12 @@ end
 -- the host or runs a command there (self.cache = nil), and the next miss
 -- fetches again. What was not expected is read live.
 
--- orch is about to change something on the host: what a batch said of
--- it may no longer hold.
-local function changing(self) self.cache = nil end
+-- orch is about to change something on the host (at path): what a batch
+-- said of it may no longer hold.
+local function changing(self, path)
+  self.cache = nil
+  if path then self.placed[path] = true end
+end
 
 --- The reads to expect (the run sets them from the state store).
 function Remote:expect(reads) self.expected = reads end
@@ -249,6 +252,9 @@ end
 function Remote:stat(path, opts)
   local link, want_sha = opts and opts.link, opts and opts.sha256
   asked(self, path, (link and "l" or "s") .. (want_sha and "h" or ""))
+  -- in a folder this run made, with no command run since, nothing is but
+  -- what orch put there: anything else is absent, and no one is asked
+  if self.fresh[dirname(path)] and not self.placed[path] then return nil end
   local e = batched(self, path)
   if e then
     local known = stat_from(self, e, link, want_sha)
@@ -298,7 +304,7 @@ end
 --- Temporaries an interrupted atomic write of path left beside it (none
 -- in a directory this run made).
 function Remote:leftover_temps(path)
-  if self.made[dirname(path)] then return {} end
+  if self.fresh[dirname(path)] then return {} end
   local names = {}
   local entries, err, code = sftp.list(self.session, dirname(path))
   if not entries and code ~= "ENOENT" then error(err, 0) end
@@ -341,7 +347,7 @@ end
 -- the temp's open with a look at path, its bytes and attributes, the
 -- rename with a look at the result (what the caller's next stat gets).
 function Remote:write(path, content, opts)
-  changing(self)
+  changing(self, path)
   opts = opts or {}
   local uid, err = to_id(self, opts.owner, false)
   if opts.owner and not uid then return nil, err, "ENOUSER" end
@@ -373,20 +379,20 @@ end
 
 --- mkdir -p; true when it created the last directory, false when there.
 function Remote:mkdir(path, mode)
-  changing(self)
+  changing(self, path)
   local ok, made, code = sftp.mkdir_p(self.session, path, mode_of(mode) or tonumber("755", 8))
   if ok == nil then return nil, made, code end
-  for _, dir in ipairs(made) do self.made[dir] = true end
+  for _, dir in ipairs(made) do self.fresh[dir], self.placed[dir] = true, true end
   return ok
 end
 
 function Remote:chmod(path, mode)
-  changing(self)
+  changing(self, path)
   return sftp.one(self.session, { "setstat", path, { mode = mode_of(mode) } })
 end
 
 function Remote:chown(path, owner, group)
-  changing(self)
+  changing(self, path)
   local uid, err = to_id(self, owner, false)
   if owner and not uid then return nil, err, "ENOUSER" end
   local gid
@@ -401,7 +407,7 @@ function Remote:chown(path, owner, group)
 end
 
 function Remote:symlink(target, path)
-  changing(self)
+  changing(self, path)
   return sftp.one(self.session, { "symlink", path, target })
 end
 
@@ -421,7 +427,7 @@ end
 
 --- rename, replacing `to` atomically like rename(2).
 function Remote:rename(from, to)
-  changing(self)
+  changing(self, to)
   local ok, err, code = rename_over(self, from, to)
   if not ok then return nil, err, code end
   return true
@@ -431,7 +437,7 @@ end
 -- nothing was there. One flight looks and removes: a directory refuses
 -- the remove, and then goes as a directory.
 function Remote:remove(path, opts)
-  changing(self)
+  changing(self, path)
   local res, errs, codes = self.session:sftp({ { "lstat", path }, { "remove", path } })
   if not res then return nil, errs, codes end
   local st = res[1]
@@ -543,7 +549,7 @@ function M.new(h, session)
   return setmetatable({
     name = h.name, address = h.address or h.name, roles = h.roles or {}, vars = h.vars or {},
     connection = "ssh", session = session, become = h.become, become_user = h.become_user,
-    become_password = h.become_password, reads = {}, made = {},
+    become_password = h.become_password, reads = {}, fresh = {}, placed = {},
   }, Remote)
 end
 
