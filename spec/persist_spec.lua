@@ -6,16 +6,17 @@ local fs = require("orch.core.fs")
 -- as OpenSSH's ControlPersist (#13), against a real sshd
 describe("--persist (real sshd)", function()
   if not sshd.available() then pending("needs sshd") return end
-  local lab, dir, keep_dir
+  local lab, dir, keep_dir, sock
   lazy_setup(function()
     lab = sshd.start(1)
     keep_dir = lab.home .. "/.orch/persist"
+    sock = ("%s/ssh-%s.sock"):format(keep_dir, require("orch.core.info").version)
   end)
   lazy_teardown(function() if lab then lab:stop() end end)
   before_each(function() dir = support.tmpdir() end)
   after_each(function()
     support.orch("disconnect", { env = { HOME = lab.home } })
-    support.eventually(function() return not fs.stat(keep_dir .. "/ssh.sock") end, "the keeper gone")
+    support.eventually(function() return not fs.stat(sock) end, "the keeper gone")
     -- the keeper's output goes to its log, where a sanitizer would say so
     local log = fs.read(keep_dir .. "/keeper.log") or ""
     fs.remove(keep_dir .. "/keeper.log")
@@ -55,13 +56,13 @@ end }]]
     assert.is_true(trips <= 3, res.stdout)
     assert.equals(1, connections())
     assert.equals(tonumber("700", 8), fs.stat(keep_dir).mode)
-    assert.equals(0, fs.stat(keep_dir .. "/ssh.sock").mode & tonumber("077", 8))
+    assert.equals(0, fs.stat(sock).mode & tonumber("077", 8))
   end)
 
   it("is off without the flag or ORCH_PERSIST", function()
     local res = play(nil)
     assert.equals(0, res.code, res.stdout .. res.stderr)
-    assert.is_nil(fs.stat(keep_dir .. "/ssh.sock"))
+    assert.is_nil(fs.stat(sock))
   end)
 
   it("connects again when the host closed the kept connection", function()
@@ -95,9 +96,9 @@ end }]]
 
     fs.remove(keep_dir .. "/keeper.log")
     assert.equals(0, play({ ORCH_PERSIST = "1" }).code)
-    assert.is_truthy(fs.stat(keep_dir .. "/ssh.sock"))
+    assert.is_truthy(fs.stat(sock))
     support.wait_for(keep_dir .. "/keeper.log", "leaving")
-    assert.is_nil(fs.stat(keep_dir .. "/ssh.sock"))
+    assert.is_nil(fs.stat(sock))
   end)
 
   it("refuses a keeper folder that other users can open", function()

@@ -42,11 +42,18 @@ function M.dir()
   return dir
 end
 
+--- The keeper's socket in dir. Its name holds orch's version: what the
+-- processes say to each other may change between versions, so a new orch
+-- starts a keeper of its own and the old one idles out.
+function M.socket(dir)
+  return ("%s/ssh-%s.sock"):format(dir, info.version)
+end
+
 -- Starts a keeper in its own session (setsid), so it outlives this orch
 -- and no Ctrl-C or process-group kill of ours reaches it. Its output goes
 -- to keeper.log beside the socket.
 local function start_keeper(dir, seconds)
-  local code = ("require('orch.host.persist_daemon').main(%q, %d)"):format(dir .. "/ssh.sock", seconds)
+  local code = ("require('orch.host.persist_daemon').main(%q, %d)"):format(M.socket(dir), seconds)
   local res = require("orch.proc").run({ "sh", "-c",
     'exec setsid -f "$0" -e "$1" </dev/null >>"$2" 2>&1', info.exe, code, dir .. "/keeper.log" })
   if not res or res.code ~= 0 then
@@ -63,7 +70,7 @@ local starting   -- a keeper this process started, while it comes up
 local function open_stream(seconds)
   local dir, err = M.dir()
   if not dir then return nil, err end
-  local path = dir .. "/ssh.sock"
+  local path = M.socket(dir)
   local s, cerr, code = unix.connect(path)
   if s then return s end
   if code ~= "ENOENT" and code ~= "ECONNREFUSED" then return nil, cerr end
@@ -191,7 +198,7 @@ end
 function M.stop()
   local dir, err = M.dir()
   if not dir then return nil, err end
-  local s = unix.connect(dir .. "/ssh.sock")
+  local s = unix.connect(M.socket(dir))
   if not s then return false end
   s:send(wire.encode({ op = "exit", n = 0 }))
   s:recv()   -- the keeper closes the stream once its connections are closed
