@@ -124,8 +124,8 @@ end }]]
   it("leaves a host whose answer does not parse to live reads", function()
     assert.is_nil(prefetch.parse("L\0/x\0f 644 0 0 1 1.0\0", { ["/x"] = "s" }))   -- no end marker
     assert.is_nil(prefetch.parse("L\0/y\0f 644 0 0 1 1.0\0\0E\0", { ["/x"] = "s" }))   -- not asked
-    local got = prefetch.parse("L\0/x\0l 777 0 0 3 1.5\0t\0X\0find: '/y': No such file or directory\0"
-      .. "find: '/z': Permission denied\0S\0C\0H\0E\0", { ["/x"] = "s", ["/y"] = "s", ["/z"] = "s" })
+    local got = prefetch.parse("L\0/x\0l 777 0 0 3 1.5\0t\0X\0find: '/y': No such file or directory\n"
+      .. "find: '/z': Permission denied\n\0S\0C\0H\0E\0", { ["/x"] = "s", ["/y"] = "s", ["/z"] = "s" })
     -- a link whose target find -L could not stat: its stat is read live
     assert.same({ l = { type = "link", mode = 511, uid = 0, gid = 0, size = 3, mtime = 1, target = "t" } }, got["/x"])
     assert.same({ l = false, s = false }, got["/y"])   -- absent, as SFTP says

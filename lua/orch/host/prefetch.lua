@@ -24,7 +24,8 @@ local KIB = M.content_max // 1024
 M.path_bytes = 8 * 1024
 
 -- Sections, each opened by a marker: L (path, lstat, link target), X
--- (what find said of the paths it could not lstat, a line each), S (path,
+-- (what find said of the paths it could not lstat, a line each, in one
+-- field), S (path,
 -- stat), C (path, base64 content), H ("sha256  path"), then E. A stat is
 -- "TYPE MODE UID GID SIZE MTIME". Every field ends with a NUL, which no
 -- path holds. find exits 1 for a missing path: the E marker, not the
@@ -39,7 +40,7 @@ local function script(all, content, hashed)
   q[#q + 1] = "export LC_ALL=C"
   q[#q + 1] = "printf 'L\\0'; { x=$(find " .. list(all)
     .. " -maxdepth 0 -printf '%p\\0%y %m %U %G %s %T@\\0%l\\0' 2>&1 1>&3); } 3>&1"
-  q[#q + 1] = "printf 'X\\0'; [ -z \"$x\" ] || printf '%s\\n' \"$x\" | tr '\\n' '\\0'"
+  q[#q + 1] = "printf 'X\\0'; [ -z \"$x\" ] || printf '%s\\0' \"$x\""
   q[#q + 1] = "printf 'S\\0'; find -L " .. list(all) .. " -maxdepth 0 -printf '%p\\0%y %m %U %G %s %T@\\0' 2>/dev/null"
   q[#q + 1] = "printf 'C\\0'"
   if #content > 0 then
@@ -106,10 +107,12 @@ function M.parse(out, batch)
       if not batch[v] or not st then return nil end
       if st.type == "link" then st.target = f[i + 2] end
       got[v], i = { l = st }, i + 3
-    elseif section == "X" then   -- find: 'PATH': reason
-      local path, why = v:match("^find: '(.*)': ([^:]*)$")
-      if not path then return nil end
-      if batch[path] and ABSENT[why] then got[path] = { l = false, s = false } end
+    elseif section == "X" then   -- find: 'PATH': reason, a line each
+      for line in v:gmatch("[^\n]+") do
+        local path, why = line:match("^find: '(.*)': ([^:]*)$")
+        if not path then return nil end
+        if batch[path] and ABSENT[why] then got[path] = { l = false, s = false } end
+      end
       i = i + 1
     elseif section == "S" then
       local e, st = got[v], stat_of(f[i + 1] or "", true)
