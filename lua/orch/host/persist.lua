@@ -1,6 +1,6 @@
 -- host/persist.lua: SSH connections that outlive one orch process, as
 -- OpenSSH's ControlPersist. With --persist SECONDS (or ORCH_PERSIST), a
--- host's session is held by a keeper process (host/persist_daemon.lua)
+-- host's session is held by a keeper process (cli/persist_keeper.lua)
 -- that the first such orch starts; later runs reach it through a socket in
 -- ~/.orch/persist/, a folder only its user can enter, and skip the TCP
 -- connect, key exchange and authentication. The keeper leaves once no orch
@@ -53,7 +53,7 @@ end
 -- and no Ctrl-C or process-group kill of ours reaches it. Its output goes
 -- to keeper.log beside the socket.
 local function start_keeper(dir, seconds)
-  local code = ("require('orch.host.persist_daemon').main(%q, %d)"):format(M.socket(dir), seconds)
+  local code = ("require('orch.cli.persist_keeper').main(%q, %d)"):format(M.socket(dir), seconds)
   local res = require("orch.proc").run({ "sh", "-c",
     'exec setsid -f "$0" -e "$1" </dev/null >>"$2" 2>&1', info.exe, code, dir .. "/keeper.log" })
   if not res or res.code ~= 0 then

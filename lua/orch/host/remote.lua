@@ -4,7 +4,6 @@
 -- flights); commands over exec channels, all on one session opened once
 -- per run.
 local fs = require("orch.core.fs")
-local loop = require("orch.core.loop")
 local secret = require("orch.secret")
 local proc = require("orch.proc")
 local facts = require("orch.host.facts")
@@ -131,16 +130,9 @@ local function passwd_and_group(self)
 end
 
 -- passwd and group, read once per host: SFTP gives ids, users give names.
--- A reading already on its way (prepare_files') is waited for, not repeated.
 local function id_maps(self)
-  while self.reading_ids do self.reading_ids:wait() end
   if not self.users then
-    self.reading_ids = loop.cond()
-    local ok, passwd, group = pcall(passwd_and_group, self)
-    local done = self.reading_ids
-    self.reading_ids = nil
-    done:broadcast()
-    if not ok then error(passwd, 0) end
+    local passwd, group = passwd_and_group(self)
     self.users, self.user_ids, self.groups, self.group_ids = {}, {}, {}, {}
     for line in passwd:gmatch("[^\n]+") do
       local name, id = line:match("^([^:]*):[^:]*:(%d+):")
@@ -529,13 +521,9 @@ function Remote:get(src, dst)
 end
 
 --- A play will use files here: the SFTP channel opens now, behind the
--- first command, rather than in front of the first file operation, and
--- passwd and group are read meanwhile (a file's version records its
--- owner's name). A failure here is met again, and said, by whoever needs
--- them.
+-- first command, rather than in front of the first file operation.
 function Remote:prepare_files()
   self.session:sftp_start()
-  loop.spawn(function() pcall(id_maps, self) end)
 end
 
 function Remote:close()

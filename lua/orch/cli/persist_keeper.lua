@@ -1,5 +1,5 @@
--- host/persist_daemon.lua: the connection keeper host/persist.lua starts
--- (`orch -e "require('orch.host.persist_daemon').main(SOCKET, SECONDS)"`,
+-- cli/persist_keeper.lua: the connection keeper host/persist.lua starts
+-- (`orch -e "require('orch.cli.persist_keeper').main(SOCKET, SECONDS)"`,
 -- in its own session). It holds one SSH session per host, reused by every
 -- orch that connects to SOCKET, and leaves once no orch has been connected
 -- for SECONDS (the latest orch's --persist).
@@ -88,15 +88,14 @@ local function serve(stream, listener)
     if not ok then log("a garbled message: %s", m); break end
     local op = m.op
     if op == "hello" then
-      local made, err, code
+      local made, code
       sess, made, code = session_for(m[1])
       idle = m[2] or idle
       if sess then
-        base = made and { round_trips = 0, channels = 0, sftp_ops = 0 } or sess:stats()
+        base = made and {} or sess:stats()
         answer(m.id, pack(true))
       else
-        err = made
-        answer(m.id, pack(nil, err, code))
+        answer(m.id, pack(nil, made, code))   -- (made is why)
       end
     elseif op == "exit" then
       stopping = true
