@@ -85,7 +85,10 @@ function M.read_many(sess, paths)
     local reqs = {}
     for _, r in ipairs(reading) do asks(r, reqs) end
     local res, rerrs, rcodes = sess:sftp(reqs)
-    if not res then failed, ferr, fcode = true, rerrs, rcodes break end
+    if not res then
+      failed, ferr, fcode = true, rerrs, rcodes
+      break
+    end
     local still = {}
     for k, r in ipairs(reading) do
       if took(r, res, rerrs, rcodes, (k - 1) * READ_AHEAD + 1) then
