@@ -25,7 +25,6 @@ typedef struct stream {
   orch_wait w;             /* first: the cancel hook casts back */
   int waiting;             /* a task is in recv */
   int reading;             /* uv_read_start is on */
-  int closed;              /* by us: uv_close called */
   int ended;               /* the peer closed, or reading failed (err) */
   int err;                 /* the libuv error that ended it, or 0 for EOF */
   int refs;                /* the handle (until closed) + the Lua object */
@@ -46,18 +45,18 @@ static void on_stream_closed (uv_handle_t *h) {
   stream_release(h->data);
 }
 
-static void stream_close (stream *s) {
-  if (s->closed) return;
-  s->closed = 1;
-  uv_close((uv_handle_t *)&s->pipe, on_stream_closed);
+/* The length the message at the head of the buffer says it has (the
+** buffer holds its 4 bytes of length). */
+static size_t stream_head (const stream *s) {
+  const unsigned char *p = (const unsigned char *)s->buf;
+  return ((size_t)p[0] << 24) | ((size_t)p[1] << 16) | ((size_t)p[2] << 8) | p[3];
 }
 
 /* The length of the complete message at the head of the buffer, or -1. */
-static long long stream_ready (stream *s) {
-  const unsigned char *p = (const unsigned char *)s->buf;
+static long long stream_ready (const stream *s) {
   size_t n;
   if (s->len < 4) return -1;
-  n = ((size_t)p[0] << 24) | ((size_t)p[1] << 16) | ((size_t)p[2] << 8) | p[3];
+  n = stream_head(s);
   return s->len - 4 >= n ? (long long)n : -1;
 }
 
@@ -75,7 +74,7 @@ static void on_alloc (uv_handle_t *h, size_t hint, uv_buf_t *out) {
 }
 
 static void stream_stop_reading (stream *s) {
-  if (s->reading && !s->closed) uv_read_stop((uv_stream_t *)&s->pipe);
+  if (s->reading) uv_read_stop((uv_stream_t *)&s->pipe);
   s->reading = 0;
 }
 
@@ -87,28 +86,20 @@ static void on_read (uv_stream_t *h, ssize_t n, const uv_buf_t *b) {
     s->ended = 1;
     s->err = n == UV_EOF ? 0 : (int)n;
   }
-  if (s->len >= 4) {
-    const unsigned char *p = (const unsigned char *)s->buf;
-    size_t want = ((size_t)p[0] << 24) | ((size_t)p[1] << 16) | ((size_t)p[2] << 8) | p[3];
-    if (want > MAX_MESSAGE) { s->ended = 1; s->err = UV_EPROTO; }
-  }
+  if (s->len >= 4 && stream_head(s) > MAX_MESSAGE) { s->ended = 1; s->err = UV_EPROTO; }
   if (s->ended || stream_ready(s) >= 0) {
     stream_stop_reading(s);
     if (s->waiting) orch_wake(&s->w);
   }
 }
 
-static stream **stream_box (lua_State *L) {
-  stream **box = lua_newuserdatauv(L, sizeof *box, 0);
-  *box = NULL;
-  luaL_setmetatable(L, STREAM_MT);
-  return box;
-}
-
 /* [..] -> [.., stream]; the pipe initialised, not yet connected */
 static stream *stream_new (lua_State *L) {
-  stream **box = stream_box(L);
-  stream *s = calloc(1, sizeof *s);
+  stream **box = lua_newuserdatauv(L, sizeof *box, 0);
+  stream *s;
+  *box = NULL;
+  luaL_setmetatable(L, STREAM_MT);
+  s = calloc(1, sizeof *s);
   if (s == NULL) luaL_error(L, "out of memory");
   uv_pipe_init(orch_uv(), &s->pipe, 0);
   s->pipe.data = s;
@@ -228,7 +219,7 @@ static int stream_free (lua_State *L, int wake) {
     else { s->waiting = 0; stream_release(s); }   /* lua_close: the waiter is gone */
   }
   stream_stop_reading(s);
-  stream_close(s);
+  uv_close((uv_handle_t *)&s->pipe, on_stream_closed);
   stream_release(s);
   return 0;
 }

@@ -33,12 +33,9 @@ describe("--persist (real sshd)", function()
 end }]]
 
   local function play(env, ...)
-    support.write(dir .. "/site.lua", BODY)
-    env = env or {}
-    env.HOME, env.SSH_AUTH_SOCK = lab.home, false
-    local args = { "play", dir .. "/site.lua", "-i", lab:inventory_yaml(), "--state", dir .. "/state.db", ... }
-    args[#args + 1] = { env = env }
-    return support.orch(table.unpack(args))
+    local args = { ... }
+    args[#args + 1] = env or {}
+    return lab:play(dir, BODY, table.unpack(args))
   end
 
   local function connections()

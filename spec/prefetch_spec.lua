@@ -14,9 +14,7 @@ describe("reads in one batch (#13)", function()
   after_each(function() support.remove_tree(dir) end)
 
   local function play(body)
-    support.write(dir .. "/site.lua", (body:gsub("%$D", function() return dir end)))
-    local res = support.orch("play", dir .. "/site.lua", "-i", lab:inventory_yaml(), "--state", dir .. "/state.db",
-      { env = { HOME = lab.home, SSH_AUTH_SOCK = false } })
+    local res = lab:play(dir, body)
     assert.equals(0, res.code, res.stdout .. res.stderr)
     return res
   end

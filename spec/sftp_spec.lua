@@ -11,11 +11,7 @@ describe("SFTP flights (real sshd)", function()
   before_each(function() dir = support.tmpdir() end)
   after_each(function() support.remove_tree(dir) end)
 
-  local function play(body)
-    support.write(dir .. "/site.lua", (body:gsub("%$D", function() return dir end)))
-    return support.orch("play", dir .. "/site.lua", "-i", lab:inventory_yaml(), "--state", dir .. "/state.db",
-      { env = { HOME = lab.home, SSH_AUTH_SOCK = false } })
-  end
+  local function play(body) return lab:play(dir, body) end
 
   it("answers every request of a flight in its place, failures naming the path, in one round trip", function()
     local res = play([[play "p" { on = "h1", function(h)

@@ -23,6 +23,7 @@
 --   lab:ssh(i, cmd [, opts]) / lab:ssh_argv(i [, opts])   the real ssh client
 --   lab:agent()         an ssh-agent holding lab.key: its socket (SSH_AUTH_SOCK)
 --   lab:inventory_yaml([opts])  an Ansible-style YAML inventory: its path
+--   lab:play(dir, body, ...)   orch play of body on the lab (see below)
 --   lab:stop_host(i) / lab:start_host(i)   take a host down / bring it back
 --   lab:stop()          everything down, lab.dir removed; safe to call twice
 --
@@ -42,6 +43,7 @@ local proc = require("orch.proc")
 local inventory = require("spec.helpers.inventory")
 local ports = require("spec.helpers.ports")
 local procs = require("spec.helpers.procs")
+local support = require("spec.helpers.support")
 
 local M = {}
 
@@ -421,6 +423,20 @@ end
 -- vars inheritance to connect.
 function lab:inventory_yaml(opts)
   return inventory.write(self, opts)
+end
+
+--- `orch play` of body (with $D replaced by dir) as dir/site.lua on this
+-- lab's hosts, its state in dir/state.db, as the lab's client (HOME, no
+-- agent). Extra arguments go to orch play; a last table adds to its env.
+function lab:play(dir, body, ...)
+  local args = { ... }
+  local env = type(args[#args]) == "table" and table.remove(args) or {}
+  env.HOME, env.SSH_AUTH_SOCK = self.home, false
+  support.write(dir .. "/site.lua", (body:gsub("%$D", function() return dir end)))
+  local argv = { "play", dir .. "/site.lua", "-i", self:inventory_yaml(), "--state", dir .. "/state.db" }
+  table.move(args, 1, #args, #argv + 1, argv)
+  argv[#argv + 1] = { env = env }
+  return support.orch(table.unpack(argv))
 end
 
 --- Stop every server (and its connections) and the agent, remove the
